@@ -1,0 +1,624 @@
+import { createActor, type AnyActor, type AnyMachineSnapshot } from 'xstate';
+import type { Clock } from '../clock.js';
+import type { AnyAggregateDefinition, DecideContext } from '../domain/define-aggregate.js';
+import type { StoredEvent } from '../domain/events.js';
+import {
+  ConflictError,
+  InfrastructureError,
+  JetactorError,
+  RejectionError,
+  describeError,
+  isConflictError,
+} from '../errors.js';
+import type { CommandRecord, Commit, EventStore, StreamRef } from '../event-store/event-store.js';
+import type { Logger } from '../logger.js';
+import {
+  nextLifecycleState,
+  type LifecycleEvent,
+  type LifecycleState,
+} from './aggregate-lifecycle.js';
+import type { Command, CommandResult } from './command.js';
+
+/** Tuning of aggregate actors. */
+export interface AggregateActorOptions {
+  /** Most commands decided into one commit (group commit). */
+  maxBatch: number;
+  /** How many times a command is decided again after a concurrency conflict before it fails. */
+  maxConflictRetries: number;
+  /** How many recent command ids (with their results) an actor remembers for idempotent replies. */
+  recentCommands: number;
+}
+
+/** What an actor needs from its host. */
+export interface AggregateActorDeps {
+  domain: string;
+  definition: AnyAggregateDefinition;
+  id: string;
+  store: EventStore;
+  clock: Clock;
+  logger: Logger;
+  options: AggregateActorOptions;
+  /** Called once when the actor fails; the supervisor restarts it on its next command. */
+  onFailed?: (actor: AggregateActor, error: JetactorError) => void;
+}
+
+/** What an actor shows of itself. */
+export interface AggregateView {
+  /** Lifecycle state of the actor. */
+  lifecycle: LifecycleState;
+  /** State value of the domain machine (confirmed state: stored events only). */
+  value: unknown;
+  /** Context of the domain machine (confirmed state). */
+  context: unknown;
+  /** Version: number of events applied. */
+  version: number;
+  /** Position of the last commit applied. */
+  position: number;
+  /** Commands waiting in the mailbox. */
+  mailboxDepth: number;
+}
+
+interface Envelope {
+  command: Command;
+  resolve: (result: CommandResult) => void;
+  reject: (error: unknown) => void;
+  attempts: number;
+}
+
+type Outcome = { ok: true; result: CommandResult } | { ok: false; error: JetactorError };
+
+interface Decided {
+  events: StoredEvent[];
+  records: CommandRecord[];
+  outcomes: Outcome[];
+}
+
+/**
+ * One aggregate instance: a mailbox of commands, executed strictly one at a time in arrival
+ * order, on a live actor of the aggregate's machine rebuilt from its events.
+ *
+ * Group commit: while a commit is in flight, later commands wait; when it is stored, everything
+ * waiting is decided in order, each on top of the state left by the previous ones, and leaves in
+ * one commit. A conflict restores the confirmed state, catches up from the store and decides the
+ * whole batch again.
+ */
+export class AggregateActor {
+  readonly stream: StreamRef;
+  /** Last time a command arrived, by the injected clock. */
+  lastActive: number;
+  /** Why the actor failed, once it has. */
+  failure: JetactorError | undefined;
+
+  #lifecycle: LifecycleState = 'spawning';
+  #live: AnyActor;
+  #confirmed: AnyMachineSnapshot;
+  #version = 0;
+  #position = 0;
+  #mailbox: Envelope[] = [];
+  #head = 0;
+  #running: Promise<void> | undefined;
+  #ready: Promise<void> | undefined;
+  #recent = new Map<string, CommandResult>();
+  #idleWaiters: (() => void)[] = [];
+  readonly #deps: AggregateActorDeps;
+
+  constructor(deps: AggregateActorDeps) {
+    this.#deps = deps;
+    this.stream = Object.freeze({
+      domain: deps.domain,
+      aggregate: deps.definition.name,
+      id: deps.id,
+    });
+    this.lastActive = deps.clock.now();
+    this.#live = this.#createLive(undefined);
+    this.#confirmed = this.#live.getSnapshot();
+  }
+
+  /** Replays the aggregate's commits; commands sent meanwhile wait. Never rejects. */
+  start(): Promise<void> {
+    this.#ready ??= this.#replay();
+    return this.#ready;
+  }
+
+  /** Lifecycle state. */
+  get lifecycle(): LifecycleState {
+    return this.#lifecycle;
+  }
+
+  /** Version of the confirmed state. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Commands waiting for their turn (not counting the batch being committed). */
+  get mailboxDepth(): number {
+    return this.#mailbox.length - this.#head;
+  }
+
+  /** True when nothing is queued or being committed. */
+  get idle(): boolean {
+    return this.#running === undefined && this.mailboxDepth === 0;
+  }
+
+  /** Queues a validated command; resolves with its reply once its commit is stored. */
+  execute(command: Command): Promise<CommandResult> {
+    this.lastActive = this.#deps.clock.now();
+    if (this.#lifecycle === 'failed' && this.failure) return Promise.reject(this.failure);
+    return new Promise<CommandResult>((resolve, reject) => {
+      this.#mailbox.push({ command, resolve, reject, attempts: 0 });
+      this.#kick();
+    });
+  }
+
+  /** The confirmed state. */
+  view(): AggregateView {
+    return {
+      lifecycle: this.#lifecycle,
+      value: this.#confirmed.value,
+      context: this.#confirmed.context,
+      version: this.#version,
+      position: this.#position,
+      mailboxDepth: this.mailboxDepth,
+    };
+  }
+
+  /** Resolves when the mailbox is empty and no commit is in flight. */
+  whenIdle(): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Rejects every command still waiting (not the batch in flight); returns how many. */
+  rejectQueued(error: JetactorError): number {
+    const waiting = this.#mailbox.splice(this.#head);
+    for (const envelope of waiting) envelope.reject(error);
+    return waiting.length;
+  }
+
+  /** Stops the actor; only when idle. Its state comes back by replay on the next command. */
+  passivate(): void {
+    if (this.#lifecycle === 'ready') this.#transition('PASSIVATE');
+    this.#live.stop();
+  }
+
+  #kick(): void {
+    if (this.#running !== undefined) return;
+    this.#running = this.#drain().finally(() => {
+      this.#running = undefined;
+      if (this.mailboxDepth > 0) {
+        this.#kick();
+      } else {
+        const waiters = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const wake of waiters) wake();
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    await this.start();
+    while (this.mailboxDepth > 0) {
+      if (this.#lifecycle === 'failed') {
+        this.rejectQueued(this.failure ?? this.#unavailable());
+        return;
+      }
+      const end = Math.min(this.#mailbox.length, this.#head + this.#deps.options.maxBatch);
+      const batch = this.#mailbox.slice(this.#head, end);
+      this.#head = end;
+      await this.#process(batch);
+      if (this.#head > 1024 && this.#head * 2 > this.#mailbox.length) {
+        this.#mailbox = this.#mailbox.slice(this.#head);
+        this.#head = 0;
+      }
+    }
+  }
+
+  async #process(batch: Envelope[]): Promise<void> {
+    const { options } = this.#deps;
+    for (;;) {
+      const decided = this.#decideBatch(batch);
+      if (decided.events.length === 0) {
+        this.#settle(batch, decided.outcomes);
+        return;
+      }
+      this.#transition('COMMIT');
+      let error: unknown;
+      let duplicate = false;
+      try {
+        const result = await this.#deps.store.append({
+          stream: this.stream,
+          expectedPosition: this.#position,
+          dedupId: commitId(decided.records),
+          events: decided.events,
+          commands: decided.records,
+        });
+        if (!result.duplicate) {
+          this.#position = result.position;
+          this.#version += decided.events.length;
+          this.#confirmed = this.#live.getSnapshot();
+          this.#transition('COMMITTED');
+          this.#remember(decided.outcomes);
+          this.#settle(batch, decided.outcomes);
+          return;
+        }
+        duplicate = true;
+      } catch (caught) {
+        error = caught;
+      }
+      // Stored by someone else first, or not at all: back to what the store has.
+      this.#restore(this.#confirmed);
+      this.#transition('CONFLICT');
+      const caughtUp = await this.#catchUp();
+      if (!caughtUp) {
+        this.#rejectAll(batch, this.failure ?? this.#unavailable());
+        return;
+      }
+      this.#transition('REPLAYED');
+      const conflict = duplicate || isConflictError(error);
+      if (!conflict) {
+        this.#rejectAll(batch, storeFailed(this.stream, error));
+        return;
+      }
+      let exhausted = false;
+      for (const envelope of batch) {
+        envelope.attempts += 1;
+        if (envelope.attempts > options.maxConflictRetries) exhausted = true;
+      }
+      if (exhausted) {
+        this.#rejectAll(
+          batch,
+          new ConflictError(
+            'CONCURRENCY_CONFLICT',
+            `${label(this.stream)}: another writer kept appending first; gave up after ${options.maxConflictRetries} retries. Send the command again.`,
+            { cause: error },
+          ),
+        );
+        return;
+      }
+      this.#deps.logger.debug(
+        { stream: label(this.stream) },
+        'conflict: caught up, deciding again',
+      );
+    }
+  }
+
+  #decideBatch(batch: Envelope[]): Decided {
+    const { definition, clock } = this.#deps;
+    const events: StoredEvent[] = [];
+    const records: CommandRecord[] = [];
+    const outcomes: Outcome[] = [];
+    const inBatch = new Map<string, CommandResult>();
+    const timestamp = clock.now();
+    let version = this.#version;
+    for (const { command } of batch) {
+      const known = this.#recent.get(command.id) ?? inBatch.get(command.id);
+      if (known !== undefined) {
+        outcomes.push({ ok: true, result: { ...known, duplicate: true } });
+        continue;
+      }
+      if (command.expectedVersion !== undefined && command.expectedVersion !== version) {
+        outcomes.push({
+          ok: false,
+          error: new RejectionError(
+            'WRONG_EXPECTED_VERSION',
+            `${label(this.stream)} is at version ${version}, but the command expected version ${command.expectedVersion}; read the aggregate again and resend with expectedVersion ${version}.`,
+            { details: { expected: command.expectedVersion, actual: version } },
+          ),
+        });
+        continue;
+      }
+      const before = this.#live.getSnapshot();
+      const ctx: DecideContext = {
+        aggregateId: this.stream.id,
+        version,
+        command: {
+          id: command.id,
+          name: command.name,
+          correlationId: command.correlationId,
+          causationId: command.causationId,
+          ...(command.actor === undefined ? {} : { actor: command.actor }),
+        },
+        clock,
+      };
+      const handler = definition.commands[command.name];
+      let produced: { events: readonly { type: string; data: unknown }[]; response: unknown };
+      try {
+        if (handler === undefined) {
+          throw new RejectionError('UNKNOWN_COMMAND', `Unknown command "${command.name}".`);
+        }
+        produced = normalise(handler.decide(before, command.input, ctx));
+      } catch (error) {
+        outcomes.push({ ok: false, error: decideError(this.stream, command.name, error) });
+        continue;
+      }
+      const commandEvents: StoredEvent[] = [];
+      let failure: JetactorError | undefined;
+      for (const [index, event] of produced.events.entries()) {
+        const stored = this.#validateNew(command, event, version + index + 1, timestamp);
+        if (stored instanceof JetactorError) {
+          failure = stored;
+          break;
+        }
+        failure = this.#apply(stored, command.name);
+        if (failure) break;
+        commandEvents.push(stored);
+      }
+      if (failure) {
+        if (commandEvents.length > 0 || this.#live.getSnapshot() !== before) this.#restore(before);
+        outcomes.push({ ok: false, error: failure });
+        continue;
+      }
+      version += commandEvents.length;
+      events.push(...commandEvents);
+      const result: CommandResult = {
+        commandId: command.id,
+        version,
+        events: commandEvents,
+        response: produced.response,
+        duplicate: false,
+      };
+      if (commandEvents.length > 0) {
+        records.push(
+          produced.response === undefined
+            ? { id: command.id }
+            : { id: command.id, response: produced.response },
+        );
+        inBatch.set(command.id, result);
+      }
+      outcomes.push({ ok: true, result });
+    }
+    return { events, records, outcomes };
+  }
+
+  #validateNew(
+    command: Command,
+    event: { type: string; data: unknown },
+    version: number,
+    timestamp: number,
+  ): StoredEvent | JetactorError {
+    const { definition, domain } = this.#deps;
+    const schema = typeof event?.type === 'string' ? definition.events[event.type] : undefined;
+    if (schema === undefined) {
+      return new RejectionError(
+        'INVALID_EVENT',
+        `Command "${command.name}" returned event ${JSON.stringify(event?.type)}, which aggregate "${definition.name}" does not declare; declared: ${Object.keys(definition.events).join(', ')}.`,
+      );
+    }
+    const parsed = schema.safeParse(event.data);
+    if (!parsed.success) {
+      return new RejectionError(
+        'INVALID_EVENT',
+        `Command "${command.name}" returned a "${event.type}" event whose data fails its schema: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}. Fix decide.`,
+        { details: { issues: parsed.error.issues } },
+      );
+    }
+    return {
+      type: event.type,
+      data: parsed.data,
+      meta: {
+        domain,
+        aggregate: definition.name,
+        aggregateId: this.stream.id,
+        version,
+        timestamp,
+        commandId: command.id,
+        correlationId: command.correlationId,
+        causationId: command.causationId,
+        ...(command.actor === undefined ? {} : { actor: command.actor }),
+      },
+    };
+  }
+
+  /** Applies one event to the live machine; returns why it could not. */
+  #apply(event: StoredEvent, commandName: string | undefined): JetactorError | undefined {
+    const snapshot = this.#live.getSnapshot() as AnyMachineSnapshot;
+    if (snapshot.status !== 'active' || !snapshot.can(event)) {
+      const state = JSON.stringify(snapshot.value);
+      const why = snapshot.status === 'done' ? ` (${state} is a final state)` : '';
+      return new RejectionError(
+        'INVALID_TRANSITION',
+        `${label(this.stream)} is in state ${state}${why}, where event "${event.type}" is not accepted` +
+          (commandName === undefined ? '.' : `, so command "${commandName}" cannot run now.`),
+        { details: { state: snapshot.value, event: event.type } },
+      );
+    }
+    this.#live.send(event);
+    const after = this.#live.getSnapshot() as AnyMachineSnapshot;
+    if (after.status === 'error') {
+      return new RejectionError(
+        'EVOLVE_FAILED',
+        `${label(this.stream)}: the machine threw while applying "${event.type}": ${describeError(after.error)}. Fix the machine's assign actions.`,
+        { cause: after.error },
+      );
+    }
+    if (Object.keys(after.children).length > 0) {
+      return new RejectionError(
+        'EVOLVE_FAILED',
+        `${label(this.stream)}: applying "${event.type}" spawned an actor; aggregate machines must not spawn (replay must be deterministic).`,
+      );
+    }
+    return undefined;
+  }
+
+  async #replay(): Promise<void> {
+    this.#transition('REPLAY');
+    if (await this.#catchUp()) this.#transition('REPLAYED');
+  }
+
+  /** Applies every commit after the known position; false (and failed) when that fails. */
+  async #catchUp(): Promise<boolean> {
+    try {
+      for await (const commit of this.#deps.store.read(this.stream, this.#position)) {
+        this.#applyCommit(commit);
+      }
+      return true;
+    } catch (error) {
+      this.#fail(
+        error instanceof JetactorError
+          ? error
+          : new InfrastructureError(
+              'REPLAY_FAILED',
+              `${label(this.stream)}: reading its events failed: ${describeError(error)}. The command can be sent again.`,
+              { cause: error },
+            ),
+      );
+      return false;
+    }
+  }
+
+  #applyCommit(commit: Commit): void {
+    const { definition } = this.#deps;
+    const corrupt = (why: string, cause?: unknown): InfrastructureError =>
+      new InfrastructureError(
+        'REPLAY_FAILED',
+        `${label(this.stream)}: commit at position ${commit.position} cannot be replayed: ${why}`,
+        { cause, details: { position: commit.position } },
+      );
+    const byCommand = new Map<string, StoredEvent[]>();
+    for (const raw of commit.events ?? []) {
+      const expected = this.#version + 1;
+      if (raw?.meta?.version !== expected) {
+        throw corrupt(`expected version ${expected}, found ${JSON.stringify(raw?.meta?.version)}.`);
+      }
+      const schema = definition.events[raw.type];
+      if (schema === undefined) throw corrupt(`unknown event type ${JSON.stringify(raw.type)}.`);
+      const parsed = schema.safeParse(raw.data);
+      if (!parsed.success) {
+        throw corrupt(`"${raw.type}" data fails its schema: ${parsed.error.message}`, parsed.error);
+      }
+      const event: StoredEvent = { type: raw.type, data: parsed.data, meta: raw.meta };
+      const failure = this.#apply(event, undefined);
+      if (failure) throw corrupt(failure.message, failure);
+      this.#version = expected;
+      const list = byCommand.get(event.meta.commandId);
+      if (list) list.push(event);
+      else byCommand.set(event.meta.commandId, [event]);
+    }
+    this.#position = commit.position;
+    this.#confirmed = this.#live.getSnapshot();
+    const outcomes: Outcome[] = [];
+    for (const record of commit.commands ?? []) {
+      const events = byCommand.get(record.id) ?? [];
+      const last = events[events.length - 1];
+      outcomes.push({
+        ok: true,
+        result: {
+          commandId: record.id,
+          version: last?.meta.version ?? this.#version,
+          events,
+          response: record.response,
+          duplicate: false,
+        },
+      });
+    }
+    this.#remember(outcomes);
+  }
+
+  #remember(outcomes: Outcome[]): void {
+    const limit = this.#deps.options.recentCommands;
+    for (const outcome of outcomes) {
+      if (!outcome.ok || outcome.result.duplicate || outcome.result.events.length === 0) continue;
+      this.#recent.delete(outcome.result.commandId);
+      this.#recent.set(outcome.result.commandId, outcome.result);
+      if (this.#recent.size > limit) {
+        const oldest = this.#recent.keys().next().value;
+        if (oldest !== undefined) this.#recent.delete(oldest);
+      }
+    }
+  }
+
+  #settle(batch: Envelope[], outcomes: Outcome[]): void {
+    for (const [index, envelope] of batch.entries()) {
+      const outcome = outcomes[index];
+      if (outcome?.ok) envelope.resolve(outcome.result);
+      else envelope.reject(outcome?.error);
+    }
+  }
+
+  #rejectAll(batch: Envelope[], error: JetactorError): void {
+    for (const envelope of batch) envelope.reject(error);
+  }
+
+  #fail(error: JetactorError): void {
+    if (this.#lifecycle === 'failed') return;
+    this.failure = error;
+    this.#transition('FAIL');
+    this.#deps.logger.error({ stream: label(this.stream), err: error }, 'aggregate actor failed');
+    this.#deps.onFailed?.(this, error);
+  }
+
+  #unavailable(): InfrastructureError {
+    return new InfrastructureError(
+      'AGGREGATE_UNAVAILABLE',
+      `${label(this.stream)} is not available; send the command again.`,
+    );
+  }
+
+  #transition(event: LifecycleEvent): void {
+    this.#lifecycle = nextLifecycleState(this.#lifecycle, event);
+  }
+
+  #restore(snapshot: AnyMachineSnapshot): void {
+    this.#live.stop();
+    this.#live = this.#createLive(snapshot);
+  }
+
+  #createLive(snapshot: AnyMachineSnapshot | undefined): AnyActor {
+    const actor = createActor(
+      this.#deps.definition.machine,
+      snapshot === undefined ? undefined : { snapshot },
+    );
+    // Errors thrown by assign actions are read from the snapshot; this keeps XState from
+    // reporting them as unhandled.
+    actor.subscribe({ error: () => undefined });
+    actor.start();
+    return actor;
+  }
+}
+
+function normalise(result: unknown): {
+  events: readonly { type: string; data: unknown }[];
+  response: unknown;
+} {
+  if (Array.isArray(result)) return { events: result, response: undefined };
+  if (typeof result === 'object' && result !== null) {
+    if ('type' in result)
+      return { events: [result as { type: string; data: unknown }], response: undefined };
+    if ('events' in result && Array.isArray(result.events)) {
+      return { events: result.events, response: (result as { response?: unknown }).response };
+    }
+  }
+  throw new RejectionError(
+    'DECIDE_FAILED',
+    `decide returned ${JSON.stringify(result)}; return an event { type, data }, an array of events, or { events, response }.`,
+  );
+}
+
+function decideError(stream: StreamRef, command: string, error: unknown): JetactorError {
+  if (error instanceof JetactorError && error.kind === 'rejection') return error;
+  return new RejectionError(
+    'DECIDE_FAILED',
+    `${label(stream)}: decide of "${command}" threw ${describeError(error)}. decide must return events or throw a DomainError; fix the command handler.`,
+    { cause: error },
+  );
+}
+
+function storeFailed(stream: StreamRef, error: unknown): JetactorError {
+  if (error instanceof JetactorError && error.retryable) return error;
+  return new InfrastructureError(
+    'STORE_FAILED',
+    `${label(stream)}: storing the commit failed: ${describeError(error)}. Send the command again with the same command id; it is applied at most once.`,
+    { cause: error },
+  );
+}
+
+/** Dedup id of a commit: its command id when it holds one command. */
+function commitId(records: CommandRecord[]): string {
+  const first = records[0]?.id ?? '';
+  if (records.length === 1) return first;
+  return `${first}..${records[records.length - 1]?.id ?? ''}#${records.length}`;
+}
+
+function label(stream: StreamRef): string {
+  return `${stream.aggregate} "${stream.id}"`;
+}

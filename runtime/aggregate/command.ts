@@ -1,0 +1,57 @@
+import type { StoredEvent } from '../domain/events.js';
+
+/** Options a caller may add to any command. All optional. */
+export interface CommandOptions {
+  /** Idempotency key: resending a command id already stored returns the first result. Generated when absent. */
+  commandId?: string;
+  /** Reject with `WRONG_EXPECTED_VERSION` unless the aggregate is at exactly this version (0 = new). */
+  expectedVersion?: number;
+  /** Correlation id copied to every event; defaults to the command id. */
+  correlationId?: string;
+  /** What caused this command (e.g. an event id); defaults to the command id. */
+  causationId?: string;
+  /** Who sends the command (user or service), recorded on the events. */
+  actor?: string;
+}
+
+/** A command addressed by names, as it arrives from code, the CLI or the network. */
+export interface CommandRequest extends CommandOptions {
+  /** Domain name; may be omitted when only one hosted domain has this aggregate. */
+  domain?: string;
+  /** Aggregate type name, e.g. `Account`. */
+  aggregate: string;
+  /** Aggregate instance id (a NATS subject token). */
+  id: string;
+  /** Command name, e.g. `deposit`. */
+  command: string;
+  /** Command input, validated with the command's schema. */
+  input?: unknown;
+}
+
+/** The reply to a command that succeeded. */
+export interface CommandResult<R = unknown> {
+  /** The command's id (the caller's, or the generated one). */
+  commandId: string;
+  /** The aggregate's version after the command. */
+  version: number;
+  /** Events stored by this command, with their metadata; empty when it changed nothing. */
+  events: StoredEvent[];
+  /** What `decide` returned as response; `undefined` when it returned only events. */
+  response: R;
+  /** True when the command id had already been applied and this is the first result again. */
+  duplicate: boolean;
+}
+
+/** A validated command inside the runtime. */
+export interface Command {
+  domain: string;
+  aggregate: string;
+  aggregateId: string;
+  name: string;
+  input: unknown;
+  id: string;
+  expectedVersion: number | undefined;
+  correlationId: string;
+  causationId: string;
+  actor: string | undefined;
+}

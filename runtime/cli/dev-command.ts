@@ -1,0 +1,149 @@
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { describeError, isJetactorError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { createNode, type DomainNode } from '../node/domain-node.js';
+import { loadDomains } from './load-domains.js';
+
+/** Streams the dev console reads and writes; injected so tests can drive it. */
+export interface DevIO {
+  input: Readable;
+  output: Writable;
+  errors: Writable;
+  interactive: boolean;
+}
+
+const help = `Commands, one per line:
+  <Aggregate> <id> <command> [json input]    e.g. Aircraft ac-1 land {"airport":"CDG"}
+  state <Aggregate> <id>                     the aggregate's state and version
+  events <Aggregate> <id>                    its stored events
+  stats                                      supervisor counters
+  help | quit
+Aggregates may be qualified by domain (flight.Aircraft). Replies are JSON lines on stdout;
+errors go to stderr.`;
+
+/**
+ * `jetactor dev [domain modules…]`: a local node on the embedded default, hosting the given
+ * domains (default: the bundled flight domain), with a console on stdin.
+ */
+export async function devCommand(
+  specs: readonly string[],
+  io: DevIO,
+  logger: Logger,
+): Promise<number> {
+  const domains = await loadDomains(specs.length > 0 ? specs : ['flight']);
+  const node = createNode({ domains, logger });
+  await node.start();
+  const summary = domains
+    .map((d) => `${d.name} (${Object.keys(d.aggregates).join(', ')})`)
+    .join('; ');
+  io.errors.write(
+    `jetactor dev: local node on the in-memory store, hosting ${summary}.\n` +
+      `Try: ${example(node)}   (type "help" for more, Ctrl-D to stop)\n`,
+  );
+  const lines = createInterface({ input: io.input, terminal: false });
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+    lines.close();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  if (io.interactive) io.errors.write('> ');
+  for await (const line of lines) {
+    const done = await handleLine(node, line.trim(), io);
+    if (done || stopping) break;
+    if (io.interactive) io.errors.write('> ');
+  }
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  const { interrupted } = await node.stop(5_000);
+  io.errors.write(
+    `jetactor dev: stopped${interrupted ? ` (${interrupted} commands interrupted)` : ''}.\n`,
+  );
+  return 0;
+}
+
+async function handleLine(node: DomainNode, line: string, io: DevIO): Promise<boolean> {
+  if (line === '' || line.startsWith('#')) return false;
+  const [first = '', second, third] = line.split(/\s+/);
+  const print = (value: unknown) => io.output.write(`${JSON.stringify(value)}\n`);
+  try {
+    switch (first) {
+      case 'quit':
+      case 'exit':
+        return true;
+      case 'help':
+        io.errors.write(`${help}\n`);
+        return false;
+      case 'stats':
+        print(node.stats());
+        return false;
+      case 'state': {
+        const [domain, aggregate] = qualified(second);
+        print(await node.view(aggregate, second === undefined ? '' : (third ?? ''), domain));
+        return false;
+      }
+      case 'events': {
+        const [domain, aggregate] = qualified(second);
+        const owner = node.domains.find(
+          (d) => (domain === undefined || d.name === domain) && aggregate in d.aggregates,
+        );
+        await node.view(aggregate, third ?? '', domain);
+        const events = [];
+        if (owner !== undefined) {
+          for await (const commit of node.store.read({
+            domain: owner.name,
+            aggregate,
+            id: third ?? '',
+          })) {
+            events.push(...commit.events);
+          }
+        }
+        print(events);
+        return false;
+      }
+      default: {
+        const [domain, aggregate] = qualified(first);
+        const text = /^\S+\s+\S+\s+\S+\s*(.*)$/.exec(line)?.[1] ?? '';
+        let input: unknown = {};
+        if (text !== '') {
+          try {
+            input = JSON.parse(text);
+          } catch (error) {
+            io.errors.write(
+              `error INVALID_COMMAND: the input is not JSON (${describeError(error)}): ${text}\n`,
+            );
+            return false;
+          }
+        }
+        const result = await node.execute({
+          ...(domain === undefined ? {} : { domain }),
+          aggregate,
+          id: second ?? '',
+          command: third ?? '',
+          input,
+        });
+        print(result);
+        return false;
+      }
+    }
+  } catch (error) {
+    if (isJetactorError(error)) io.errors.write(`error ${error.code}: ${error.message}\n`);
+    else io.errors.write(`error: ${describeError(error)}\n`);
+    return false;
+  }
+}
+
+function qualified(name: string | undefined): [string | undefined, string] {
+  const value = name ?? '';
+  const dot = value.indexOf('.');
+  return dot < 0 ? [undefined, value] : [value.slice(0, dot), value.slice(dot + 1)];
+}
+
+function example(node: DomainNode): string {
+  const domain = node.domains[0];
+  const aggregate = domain === undefined ? undefined : Object.values(domain.aggregates)[0];
+  const command = aggregate === undefined ? undefined : Object.keys(aggregate.commands)[0];
+  return aggregate && command ? `${aggregate.name} demo-1 ${command} {}` : 'help';
+}

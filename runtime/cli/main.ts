@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { describeError, isJetactorError } from '../errors.js';
+import { createLogger, type LogLevel } from '../logger.js';
+import { devCommand } from './dev-command.js';
+
+const usage = `Usage: jetactor <command> [options]
+
+Commands:
+  dev [domain modules…]   run a local node on the embedded default with a command console
+                          (default domain: the bundled flight domain; "bank" is bundled too)
+  help                    show this help
+  version                 print the version
+
+Options:
+  --log-level <level>     fatal|error|warn|info|debug|trace|silent (default warn,
+                          or JETACTOR_LOG_LEVEL)
+`;
+
+const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`jetactor: ${describeError(error)}\n\n${usage}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.version || command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (values.help || command === 'help' || command === undefined) {
+    (command === undefined && !values.help ? process.stderr : process.stdout).write(usage);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const level = values['log-level'];
+  if (level !== undefined && !levels.includes(level)) {
+    process.stderr.write(
+      `jetactor: --log-level ${JSON.stringify(level)} is not one of ${levels.join(', ')}.\n`,
+    );
+    return 2;
+  }
+  const logger = createLogger(level as LogLevel | undefined);
+  try {
+    switch (command) {
+      case 'dev':
+        return await devCommand(
+          rest,
+          {
+            input: process.stdin,
+            output: process.stdout,
+            errors: process.stderr,
+            interactive: process.stdin.isTTY === true,
+          },
+          logger,
+        );
+      default:
+        process.stderr.write(`jetactor: unknown command ${JSON.stringify(command)}.\n\n${usage}`);
+        return 2;
+    }
+  } catch (error) {
+    const code = isJetactorError(error) ? `${error.code}: ` : '';
+    process.stderr.write(`jetactor: ${code}${describeError(error)}\n`);
+    return 1;
+  }
+}
+
+function version(): string {
+  const pkg = JSON.parse(
+    readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+  ) as { version: string };
+  return pkg.version;
+}
+
+process.exitCode = await main(process.argv.slice(2));

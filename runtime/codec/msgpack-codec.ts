@@ -1,0 +1,20 @@
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import type { Codec } from './codec.js';
+
+/**
+ * MessagePack, the default codec: compact, fast, and keeps binary data. `undefined` fields are
+ * dropped, as in JSON.
+ */
+export class MsgpackCodec implements Codec {
+  readonly contentType = 'application/msgpack';
+  readonly #encoder = new Encoder({ ignoreUndefined: true });
+  readonly #decoder = new Decoder();
+
+  encode(value: unknown): Uint8Array {
+    return this.#encoder.encode(value);
+  }
+
+  decode(bytes: Uint8Array): unknown {
+    return this.#decoder.decode(bytes);
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Every error code the runtime itself raises, with the kind of error that carries it.
+ *
+ * The list is the contract: codes are stable, `docs/errors.md` documents each one, and a test
+ * checks that the two agree. Domain code adds its own codes through {@link DomainError}.
+ */
+export const errorCodes = {
+  // Rejections: the command is wrong; retrying the same command cannot help.
+  UNKNOWN_DOMAIN: 'rejection',
+  UNKNOWN_AGGREGATE: 'rejection',
+  AMBIGUOUS_AGGREGATE: 'rejection',
+  UNKNOWN_COMMAND: 'rejection',
+  INVALID_ID: 'rejection',
+  INVALID_COMMAND: 'rejection',
+  VALIDATION_FAILED: 'rejection',
+  INVALID_TRANSITION: 'rejection',
+  WRONG_EXPECTED_VERSION: 'rejection',
+  DECIDE_FAILED: 'rejection',
+  INVALID_EVENT: 'rejection',
+  EVOLVE_FAILED: 'rejection',
+  // Conflicts: another writer got there first; retrying may succeed.
+  CONCURRENCY_CONFLICT: 'conflict',
+  // Infrastructure: something outside the command failed; retry with backoff.
+  SHUTTING_DOWN: 'infrastructure',
+  AGGREGATE_UNAVAILABLE: 'infrastructure',
+  REPLAY_FAILED: 'infrastructure',
+  STORE_FAILED: 'infrastructure',
+  STORE_CLOSED: 'infrastructure',
+  CORRUPT_DATA: 'infrastructure',
+  // Definitions and configuration: found when the program starts.
+  INVALID_DEFINITION: 'definition',
+  IMPURE_MACHINE: 'definition',
+  INVALID_NAME: 'definition',
+  DUPLICATE_NAME: 'definition',
+  UNDECLARED_EVENT: 'definition',
+  UNHANDLED_EVENT: 'definition',
+  INVALID_OPTIONS: 'config',
+} as const satisfies Record<string, ErrorKind>;
+
+/** How an error should be handled by whoever receives it. */
+export type ErrorKind = 'rejection' | 'conflict' | 'infrastructure' | 'definition' | 'config';
+
+/** A code the runtime raises. */
+export type ErrorCode = keyof typeof errorCodes;

@@ -1,0 +1,92 @@
+export { defineAggregate, isZodSchema } from './domain/define-aggregate.js';
+export { defineDomain } from './domain/define-domain.js';
+export { defineReactor } from './domain/define-reactor.js';
+export { aggregateLifecycleMachine } from './aggregate/aggregate-lifecycle.js';
+export { AggregateActor } from './aggregate/aggregate-actor.js';
+export { Supervisor } from './node/supervisor.js';
+export { DomainNode, createNode } from './node/domain-node.js';
+export { InMemoryEventStore, streamKey } from './event-store/in-memory-event-store.js';
+export { MsgpackCodec } from './codec/msgpack-codec.js';
+export { InProcessReactors } from './reactors/in-process-reactors.js';
+export { systemClock } from './clock.js';
+export { createLogger } from './logger.js';
+export { isSubjectToken } from './names.js';
+export { errorCodes } from './error-codes.js';
+export {
+  JetactorError,
+  RejectionError,
+  DomainError,
+  ConflictError,
+  InfrastructureError,
+  DefinitionError,
+  ConfigError,
+  isJetactorError,
+  isRejectionError,
+  isDomainError,
+  isConflictError,
+  isInfrastructureError,
+  isDefinitionError,
+  isConfigError,
+  errorFromJSON,
+} from './errors.js';
+export { testAggregate } from './testing/given.js';
+export { TestClock } from './testing/test-clock.js';
+
+export type {
+  AggregateDefinition,
+  AggregateOptions,
+  AnyAggregateDefinition,
+  AnyCommandDefinition,
+  CommandDefinition,
+  CommandHelper,
+  CommandInput,
+  CommandMetadata,
+  CommandResponse,
+  DecideContext,
+  DecideResult,
+} from './domain/define-aggregate.js';
+export type { DomainDefinition, DomainOptions } from './domain/define-domain.js';
+export type {
+  EventForKey,
+  EventKey,
+  ReactorContext,
+  ReactorDefinition,
+  ReactorHandler,
+  ReactorHandlers,
+  ReactorOptions,
+  ReactorRetry,
+} from './domain/define-reactor.js';
+export type {
+  DomainEvents,
+  EventMetadata,
+  EventSchemas,
+  NewEvent,
+  StoredEvent,
+} from './domain/events.js';
+export type {
+  Command,
+  CommandOptions,
+  CommandRequest,
+  CommandResult,
+} from './aggregate/command.js';
+export type { AggregateActorOptions, AggregateView } from './aggregate/aggregate-actor.js';
+export type { LifecycleEvent, LifecycleState } from './aggregate/aggregate-lifecycle.js';
+export type { SupervisorOptions, SupervisorStats } from './node/supervisor.js';
+export type { AggregateRef, NodeOptions } from './node/domain-node.js';
+export type {
+  AppendRequest,
+  AppendResult,
+  CommandRecord,
+  Commit,
+  EventStore,
+  StoreSubscription,
+  StreamRef,
+  SubscribeOptions,
+} from './event-store/event-store.js';
+export type { InMemoryEventStoreOptions } from './event-store/in-memory-event-store.js';
+export type { Codec } from './codec/codec.js';
+export type { Clock, TimerHandle } from './clock.js';
+export type { Logger, LogLevel } from './logger.js';
+export type { ErrorCode, ErrorKind } from './error-codes.js';
+export type { ErrorJSON, JetactorErrorOptions } from './errors.js';
+export type { Given, TestAggregateOptions, ThenResult, When } from './testing/given.js';

@@ -1,0 +1,401 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { AggregateView } from '../aggregate/aggregate-actor.js';
+import type {
+  Command,
+  CommandOptions,
+  CommandRequest,
+  CommandResult,
+} from '../aggregate/command.js';
+import { systemClock, type Clock } from '../clock.js';
+import type {
+  AnyAggregateDefinition,
+  CommandInput,
+  CommandResponse,
+} from '../domain/define-aggregate.js';
+import type { DomainDefinition } from '../domain/define-domain.js';
+import { ConfigError, DefinitionError, RejectionError } from '../errors.js';
+import type { EventStore } from '../event-store/event-store.js';
+import { InMemoryEventStore } from '../event-store/in-memory-event-store.js';
+import { createLogger, type Logger } from '../logger.js';
+import { whyNotSubjectToken } from '../names.js';
+import { InProcessReactors } from '../reactors/in-process-reactors.js';
+import { Supervisor, type SupervisorOptions, type SupervisorStats } from './supervisor.js';
+
+/** Typed calls for one aggregate instance: one method per command. */
+export type AggregateRef<A extends AnyAggregateDefinition> = {
+  [K in keyof A['commands'] & string]: (
+    input: CommandInput<A['commands'][K]>,
+    options?: CommandOptions,
+  ) => Promise<CommandResult<CommandResponse<A['commands'][K]>>>;
+};
+
+const supervisorSchema = z
+  .object({
+    idleTimeoutMs: z.number().int().positive().default(60_000),
+    maxActive: z.number().int().positive().default(100_000),
+    restartBackoffMs: z.number().int().nonnegative().default(100),
+    maxRestartBackoffMs: z.number().int().nonnegative().default(30_000),
+    maxBatch: z.number().int().positive().max(10_000).default(256),
+    maxConflictRetries: z.number().int().nonnegative().default(5),
+    recentCommands: z.number().int().nonnegative().default(128),
+  })
+  .strict();
+
+const nodeOptionsSchema = z
+  .object({
+    domains: z
+      .array(
+        z.custom<DomainDefinition>(
+          (d) => (d as DomainDefinition | undefined)?.kind === 'domain',
+          'expected a domain made with defineDomain',
+        ),
+      )
+      .min(1, 'host at least one domain'),
+    store: z
+      .custom<EventStore>(
+        (s) => typeof (s as EventStore | undefined)?.append === 'function',
+        'expected an EventStore',
+      )
+      .optional(),
+    clock: z
+      .custom<Clock>((c) => typeof (c as Clock | undefined)?.now === 'function', 'expected a Clock')
+      .optional(),
+    logger: z
+      .custom<Logger>(
+        (l) => typeof (l as Logger | undefined)?.child === 'function',
+        'expected a pino logger',
+      )
+      .optional(),
+    newId: z
+      .custom<() => string>((f) => typeof f === 'function', 'expected a function returning an id')
+      .optional(),
+    supervisor: supervisorSchema.prefault({}),
+  })
+  .strict();
+
+/** Options of {@link createNode}. */
+export interface NodeOptions {
+  /** The domains this node hosts. */
+  domains: readonly DomainDefinition<any>[];
+  /** Where events are stored; default a new {@link InMemoryEventStore}. */
+  store?: EventStore;
+  /** Clock for timestamps, passivation and backoff; default the system clock. */
+  clock?: Clock;
+  /** pino logger; default JSON on stderr at `warn` (or `JETACTOR_LOG_LEVEL`). */
+  logger?: Logger;
+  /** Generates command ids when the caller gives none; default `crypto.randomUUID`. */
+  newId?: () => string;
+  /** Supervisor and actor tuning; every field has a default. */
+  supervisor?: Partial<SupervisorOptions>;
+}
+
+const commandOptionsSchema = z.object({
+  commandId: z.string().min(1).max(256).optional(),
+  expectedVersion: z.number().int().nonnegative().optional(),
+  correlationId: z.string().min(1).max(256).optional(),
+  causationId: z.string().min(1).max(256).optional(),
+  actor: z.string().min(1).max(256).optional(),
+});
+
+/**
+ * A node: hosts domains, routes commands to aggregate actors through its supervisor, runs the
+ * domains' reactors. Works in-process on any {@link EventStore}.
+ */
+export class DomainNode {
+  /** The store the node writes to. */
+  readonly store: EventStore;
+  /** The node's logger. */
+  readonly logger: Logger;
+  readonly #domains = new Map<string, DomainDefinition>();
+  readonly #supervisor: Supervisor;
+  readonly #reactors: InProcessReactors;
+  readonly #clock: Clock;
+  readonly #newId: () => string;
+  readonly #ownsStore: boolean;
+  #started = false;
+
+  constructor(options: NodeOptions) {
+    const parsed = nodeOptionsSchema.safeParse(options);
+    if (!parsed.success) {
+      const where = parsed.error.issues
+        .map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`)
+        .join('; ');
+      throw new ConfigError(`Invalid node options: ${where}.`, {
+        details: { issues: parsed.error.issues },
+      });
+    }
+    const config = parsed.data;
+    for (const domain of config.domains) {
+      if (this.#domains.has(domain.name)) {
+        throw new DefinitionError(
+          'DUPLICATE_NAME',
+          `Two hosted domains are named "${domain.name}"; each domain needs its own name (it names its stream and subjects).`,
+        );
+      }
+      this.#domains.set(domain.name, domain);
+    }
+    this.#clock = config.clock ?? systemClock;
+    this.logger = config.logger ?? createLogger();
+    this.#newId = config.newId ?? randomUUID;
+    this.#ownsStore = config.store === undefined;
+    this.store = config.store ?? new InMemoryEventStore({ clock: this.#clock });
+    this.#supervisor = new Supervisor({
+      store: this.store,
+      clock: this.#clock,
+      logger: this.logger,
+      options: Object.freeze({ ...config.supervisor }),
+    });
+    this.#reactors = new InProcessReactors({
+      store: this.store,
+      clock: this.#clock,
+      logger: this.logger,
+      send: (command) => this.execute(command),
+    });
+  }
+
+  /** The hosted domains. */
+  get domains(): readonly DomainDefinition[] {
+    return [...this.#domains.values()];
+  }
+
+  /** Starts the domains' reactors. Commands are accepted before and after. */
+  start(): Promise<void> {
+    if (!this.#started) {
+      this.#started = true;
+      this.#reactors.start(this.domains);
+      this.logger.info({ domains: [...this.#domains.keys()] }, 'node started');
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * Executes a command. Never throws synchronously: bad requests reject with a typed error
+   * (`UNKNOWN_DOMAIN`, `UNKNOWN_AGGREGATE`, `UNKNOWN_COMMAND`, `INVALID_ID`, `INVALID_COMMAND`,
+   * `VALIDATION_FAILED`, …) and nothing is stored.
+   */
+  execute(request: CommandRequest): Promise<CommandResult> {
+    let command: Command;
+    let domain: DomainDefinition;
+    let definition: AnyAggregateDefinition;
+    try {
+      ({ command, domain, definition } = this.#validate(request));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.logger.debug(
+      {
+        command: command.name,
+        aggregate: command.aggregate,
+        id: command.aggregateId,
+        commandId: command.id,
+      },
+      'command',
+    );
+    return this.#supervisor.execute(domain.name, definition, command);
+  }
+
+  /** Typed calls on one aggregate instance, e.g. `node.aggregate(Account, 'acc-1').deposit({ amount: 5 })`. */
+  aggregate<A extends AnyAggregateDefinition>(
+    definition: A,
+    id: string,
+    domain?: string,
+  ): AggregateRef<A> {
+    const ref: Record<string, unknown> = {};
+    const domainName = domain ?? this.#domainOf(definition);
+    for (const name of Object.keys(definition.commands)) {
+      ref[name] = (input: unknown, options: CommandOptions = {}) =>
+        this.execute({
+          ...options,
+          domain: domainName,
+          aggregate: definition.name,
+          id,
+          command: name,
+          input,
+        });
+    }
+    return ref as AggregateRef<A>;
+  }
+
+  /** The confirmed state of an aggregate instance (replayed from the store if not active). */
+  view(
+    aggregate: AnyAggregateDefinition | string,
+    id: string,
+    domain?: string,
+  ): Promise<AggregateView> {
+    try {
+      const name = typeof aggregate === 'string' ? aggregate : aggregate.name;
+      const found = this.#resolve(domain, name);
+      this.#checkId(id);
+      return this.#supervisor.view(found.domain.name, found.definition, id);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Supervisor counters. */
+  stats(): SupervisorStats & { deadLetters: number } {
+    return { ...this.#supervisor.stats(), deadLetters: this.#reactors.deadLetters };
+  }
+
+  /**
+   * Graceful stop: takes no new commands, lets queued and in-flight ones finish within
+   * `timeoutMs` (the rest get a retryable `SHUTTING_DOWN`), stops reactors, passivates actors.
+   */
+  async stop(timeoutMs = 10_000): Promise<{ interrupted: number }> {
+    const result = await this.#supervisor.stop(timeoutMs);
+    await this.#reactors.close();
+    if (this.#ownsStore) await this.store.close();
+    this.logger.info({ interrupted: result.interrupted }, 'node stopped');
+    return result;
+  }
+
+  #validate(request: CommandRequest): {
+    command: Command;
+    domain: DomainDefinition;
+    definition: AnyAggregateDefinition;
+  } {
+    if (typeof request !== 'object' || request === null) {
+      throw new RejectionError(
+        'INVALID_COMMAND',
+        `A command must be an object { aggregate, id, command, input }; got ${JSON.stringify(request)}.`,
+      );
+    }
+    const { domain, definition } = this.#resolve(request.domain, request.aggregate);
+    const name = request.command;
+    const handler =
+      typeof name === 'string' && Object.hasOwn(definition.commands, name)
+        ? definition.commands[name]
+        : undefined;
+    if (handler === undefined) {
+      throw new RejectionError(
+        'UNKNOWN_COMMAND',
+        `Aggregate "${definition.name}" has no command ${JSON.stringify(name)}; its commands: ${Object.keys(definition.commands).join(', ')}.`,
+        { details: { command: name, known: Object.keys(definition.commands) } },
+      );
+    }
+    const id = this.#checkId(request.id);
+    const options = commandOptionsSchema.safeParse(request);
+    if (!options.success) {
+      throw new RejectionError(
+        'INVALID_COMMAND',
+        `Command options are invalid: ${options.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`,
+        { details: { issues: options.error.issues } },
+      );
+    }
+    const input = handler.input.safeParse(request.input);
+    if (!input.success) {
+      throw new RejectionError(
+        'VALIDATION_FAILED',
+        `Input of ${definition.name}.${name} is invalid: ${input.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ')}.`,
+        { details: { issues: input.error.issues } },
+      );
+    }
+    const commandId = options.data.commandId ?? this.#newId();
+    return {
+      domain,
+      definition,
+      command: {
+        domain: domain.name,
+        aggregate: definition.name,
+        aggregateId: id,
+        name,
+        input: input.data,
+        id: commandId,
+        expectedVersion: options.data.expectedVersion,
+        correlationId: options.data.correlationId ?? commandId,
+        causationId: options.data.causationId ?? commandId,
+        actor: options.data.actor,
+      },
+    };
+  }
+
+  #resolve(
+    domainName: string | undefined,
+    aggregate: unknown,
+  ): { domain: DomainDefinition; definition: AnyAggregateDefinition } {
+    if (domainName !== undefined) {
+      const domain = this.#domains.get(domainName);
+      if (domain === undefined) {
+        throw new RejectionError(
+          'UNKNOWN_DOMAIN',
+          `This node hosts no domain ${JSON.stringify(domainName)}; it hosts: ${[...this.#domains.keys()].join(', ')}.`,
+          { details: { domain: domainName } },
+        );
+      }
+      const definition =
+        typeof aggregate === 'string' && Object.hasOwn(domain.aggregates, aggregate)
+          ? domain.aggregates[aggregate]
+          : undefined;
+      if (definition === undefined) {
+        throw new RejectionError(
+          'UNKNOWN_AGGREGATE',
+          `Domain "${domain.name}" has no aggregate ${JSON.stringify(aggregate)}; its aggregates: ${Object.keys(domain.aggregates).join(', ')}.`,
+          { details: { aggregate } },
+        );
+      }
+      return { domain, definition };
+    }
+    const matches = [...this.#domains.values()].filter(
+      (d) => typeof aggregate === 'string' && Object.hasOwn(d.aggregates, aggregate),
+    );
+    const [first] = matches;
+    if (first === undefined) {
+      const known = [...this.#domains.values()].flatMap((d) =>
+        Object.keys(d.aggregates).map((a) => `${d.name}.${a}`),
+      );
+      throw new RejectionError(
+        'UNKNOWN_AGGREGATE',
+        `No hosted domain has an aggregate ${JSON.stringify(aggregate)}; known: ${known.join(', ')}.`,
+        { details: { aggregate } },
+      );
+    }
+    if (matches.length > 1) {
+      throw new RejectionError(
+        'AMBIGUOUS_AGGREGATE',
+        `Aggregate "${String(aggregate)}" exists in domains ${matches.map((d) => d.name).join(' and ')}; say which with domain.`,
+      );
+    }
+    return {
+      domain: first,
+      definition: first.aggregates[aggregate as string] as AnyAggregateDefinition,
+    };
+  }
+
+  #domainOf(definition: AnyAggregateDefinition): string {
+    const matches = [...this.#domains.values()].filter(
+      (d) => d.aggregates[definition.name] === definition,
+    );
+    const [first] = matches;
+    if (first === undefined) {
+      throw new DefinitionError(
+        'INVALID_DEFINITION',
+        `Aggregate "${definition.name}" is not part of any domain this node hosts; add its domain to createNode({ domains }).`,
+      );
+    }
+    if (matches.length > 1) {
+      throw new RejectionError(
+        'AMBIGUOUS_AGGREGATE',
+        `Aggregate "${definition.name}" is hosted in domains ${matches.map((d) => d.name).join(' and ')}; pass the domain: node.aggregate(${definition.name}, id, 'domain').`,
+      );
+    }
+    return first.name;
+  }
+
+  #checkId(id: unknown): string {
+    const why = typeof id === 'string' ? whyNotSubjectToken(id) : 'it is not a string';
+    if (why !== undefined) {
+      throw new RejectionError(
+        'INVALID_ID',
+        `Aggregate id ${JSON.stringify(id)} is not valid: ${why}. Ids become NATS subject tokens; use e.g. letters, digits, "-" and "_".`,
+        { details: { id } },
+      );
+    }
+    return id as string;
+  }
+}
+
+/** Creates a node; options are checked at once (a `ConfigError` names every wrong field). */
+export function createNode(options: NodeOptions): DomainNode {
+  return new DomainNode(options);
+}

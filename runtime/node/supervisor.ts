@@ -1,0 +1,259 @@
+import {
+  AggregateActor,
+  type AggregateActorOptions,
+  type AggregateView,
+} from '../aggregate/aggregate-actor.js';
+import type { Command, CommandResult } from '../aggregate/command.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
+import { InfrastructureError, type JetactorError } from '../errors.js';
+import type { EventStore } from '../event-store/event-store.js';
+import type { Logger } from '../logger.js';
+
+/** Tuning of the supervisor. */
+export interface SupervisorOptions extends AggregateActorOptions {
+  /** Passivate actors that received no command for this long, in milliseconds. */
+  idleTimeoutMs: number;
+  /** Most actors alive at once; the least recently used idle ones are passivated beyond it. */
+  maxActive: number;
+  /** First restart delay after an actor fails, in milliseconds; doubles on each further failure. */
+  restartBackoffMs: number;
+  /** Longest restart delay, in milliseconds. */
+  maxRestartBackoffMs: number;
+}
+
+/** Counters the inspector and the benchmark read. */
+export interface SupervisorStats {
+  /** Actors alive now. */
+  active: number;
+  /** Actors spawned since start. */
+  spawned: number;
+  /** Actors passivated since start (idle timeout, `maxActive` or shutdown). */
+  passivated: number;
+  /** Failed actors started again. */
+  restarts: number;
+  /** Actors currently failed and waiting for their next command. */
+  failed: number;
+  /** Commands waiting in all mailboxes. */
+  mailboxDepth: number;
+}
+
+interface FailureRecord {
+  count: number;
+  retryAt: number;
+}
+
+/**
+ * Keeps one actor per aggregate instance: spawns on the first command (virtual actors),
+ * passivates idle and least recently used ones, restarts failed ones with backoff.
+ *
+ * Actors live in a Map whose order is recency of use, so both the idle sweep and the LRU
+ * eviction look only at the oldest entries.
+ */
+export class Supervisor {
+  readonly #actors = new Map<string, AggregateActor>();
+  readonly #failures = new Map<string, FailureRecord>();
+  readonly #store: EventStore;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #options: SupervisorOptions;
+  #sweep: TimerHandle | undefined;
+  #stopping = false;
+  #spawned = 0;
+  #passivated = 0;
+  #restarts = 0;
+
+  constructor(deps: {
+    store: EventStore;
+    clock: Clock;
+    logger: Logger;
+    options: SupervisorOptions;
+  }) {
+    this.#store = deps.store;
+    this.#clock = deps.clock;
+    this.#logger = deps.logger;
+    this.#options = deps.options;
+  }
+
+  /** Routes a validated command to its aggregate's actor. */
+  execute(
+    domain: string,
+    definition: AnyAggregateDefinition,
+    command: Command,
+  ): Promise<CommandResult> {
+    if (this.#stopping) return Promise.reject(shuttingDown());
+    const actor = this.#actorFor(domain, definition, command.aggregateId);
+    if (actor instanceof InfrastructureError) return Promise.reject(actor);
+    const result = actor.execute(command);
+    this.#evictBeyondMax();
+    return result;
+  }
+
+  /** The confirmed state of an aggregate, spawning (replaying) it when needed. */
+  async view(
+    domain: string,
+    definition: AnyAggregateDefinition,
+    id: string,
+  ): Promise<AggregateView> {
+    if (this.#stopping) throw shuttingDown();
+    const actor = this.#actorFor(domain, definition, id);
+    if (actor instanceof InfrastructureError) throw actor;
+    await actor.start();
+    await actor.whenIdle();
+    if (actor.failure) throw actor.failure;
+    return actor.view();
+  }
+
+  /** Current counters. */
+  stats(): SupervisorStats {
+    let mailboxDepth = 0;
+    for (const actor of this.#actors.values()) mailboxDepth += actor.mailboxDepth;
+    return {
+      active: this.#actors.size,
+      spawned: this.#spawned,
+      passivated: this.#passivated,
+      restarts: this.#restarts,
+      failed: [...this.#actors.values()].filter((a) => a.lifecycle === 'failed').length,
+      mailboxDepth,
+    };
+  }
+
+  /**
+   * Stops taking commands, waits up to `timeoutMs` for queued and in-flight ones, then rejects
+   * what is still queued with a retryable `SHUTTING_DOWN`, logs what was interrupted, and
+   * passivates every actor. Returns how many commands were interrupted.
+   */
+  async stop(timeoutMs: number): Promise<{ interrupted: number }> {
+    this.#stopping = true;
+    if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
+    let timer: TimerHandle | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = this.#clock.setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const idle = Promise.all([...this.#actors.values()].map((a) => a.whenIdle()));
+    const outcome = await Promise.race([idle.then(() => 'idle' as const), timedOut]);
+    if (timer !== undefined) this.#clock.clearTimeout(timer);
+    let interrupted = 0;
+    if (outcome === 'timeout') {
+      for (const actor of this.#actors.values()) {
+        const rejected = actor.rejectQueued(shuttingDown());
+        const inFlight = actor.idle ? 0 : 1;
+        if (rejected + inFlight > 0) {
+          interrupted += rejected;
+          this.#logger.warn(
+            { stream: actor.stream, rejected, commitInFlight: inFlight === 1 },
+            'shutdown interrupted commands: queued ones were rejected with SHUTTING_DOWN; a commit in flight may or may not be stored (clients retry with the same command id)',
+          );
+        }
+      }
+    }
+    for (const actor of this.#actors.values()) {
+      if (actor.idle) {
+        actor.passivate();
+        this.#passivated += 1;
+      }
+    }
+    this.#actors.clear();
+    return { interrupted };
+  }
+
+  #actorFor(
+    domain: string,
+    definition: AnyAggregateDefinition,
+    id: string,
+  ): AggregateActor | InfrastructureError {
+    const key = `${domain}/${definition.name}/${id}`;
+    const existing = this.#actors.get(key);
+    if (existing !== undefined && existing.lifecycle !== 'failed') {
+      this.#actors.delete(key);
+      this.#actors.set(key, existing);
+      return existing;
+    }
+    const failure = this.#failures.get(key);
+    if (failure !== undefined) {
+      const wait = failure.retryAt - this.#clock.now();
+      if (wait > 0) {
+        return new InfrastructureError(
+          'AGGREGATE_UNAVAILABLE',
+          `${definition.name} "${id}" failed and restarts in ${wait} ms; send the command again after that.`,
+          { details: { retryAfterMs: wait }, cause: existing?.failure },
+        );
+      }
+      this.#restarts += 1;
+    }
+    if (existing !== undefined) this.#actors.delete(key);
+    const actor = new AggregateActor({
+      domain,
+      definition,
+      id,
+      store: this.#store,
+      clock: this.#clock,
+      logger: this.#logger,
+      options: this.#options,
+      onFailed: (failed, error) => this.#onFailed(key, failed, error),
+    });
+    this.#actors.set(key, actor);
+    this.#spawned += 1;
+    void actor.start().then(() => {
+      if (actor.lifecycle !== 'failed') this.#failures.delete(key);
+    });
+    this.#scheduleSweep();
+    return actor;
+  }
+
+  #onFailed(key: string, actor: AggregateActor, error: JetactorError): void {
+    const previous = this.#failures.get(key);
+    const count = (previous?.count ?? 0) + 1;
+    const delay = Math.min(
+      this.#options.restartBackoffMs * 2 ** (count - 1),
+      this.#options.maxRestartBackoffMs,
+    );
+    this.#failures.set(key, { count, retryAt: this.#clock.now() + delay });
+    this.#logger.warn(
+      { stream: actor.stream, failures: count, restartInMs: delay, code: error.code },
+      'aggregate actor failed; it restarts on its next command',
+    );
+  }
+
+  #evictBeyondMax(): void {
+    if (this.#actors.size <= this.#options.maxActive) return;
+    for (const [key, actor] of this.#actors) {
+      if (this.#actors.size <= this.#options.maxActive) break;
+      if (actor.idle && actor.lifecycle !== 'spawning') {
+        this.#passivate(key, actor);
+      }
+    }
+  }
+
+  #scheduleSweep(): void {
+    if (this.#sweep !== undefined || this.#stopping) return;
+    const interval = Math.max(10, Math.min(this.#options.idleTimeoutMs / 2, 1000));
+    this.#sweep = this.#clock.setTimeout(() => {
+      this.#sweep = undefined;
+      this.#sweepIdle();
+      if (this.#actors.size > 0) this.#scheduleSweep();
+    }, interval);
+  }
+
+  #sweepIdle(): void {
+    const cutoff = this.#clock.now() - this.#options.idleTimeoutMs;
+    for (const [key, actor] of this.#actors) {
+      if (actor.lastActive > cutoff) break;
+      if (actor.idle) this.#passivate(key, actor);
+    }
+  }
+
+  #passivate(key: string, actor: AggregateActor): void {
+    this.#actors.delete(key);
+    if (actor.lifecycle === 'failed') return;
+    actor.passivate();
+    this.#passivated += 1;
+  }
+}
+
+function shuttingDown(): InfrastructureError {
+  return new InfrastructureError(
+    'SHUTTING_DOWN',
+    'The node is shutting down and takes no new commands; send the command to another node or retry shortly with the same command id.',
+  );
+}
