@@ -4,7 +4,9 @@ import { errorCodes } from '../runtime/index.js';
 
 const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
 const documented = new Map(
-  [...doc.matchAll(/^\| `([A-Z_]+)` +\| (\w+) +\|/gm)].map((m) => [m[1] ?? '', m[2] ?? ''] as const),
+  [...doc.matchAll(/^\| `([A-Z_]+)` +\| (\w+) +\|/gm)].map(
+    (m) => [m[1] ?? '', m[2] ?? ''] as const,
+  ),
 );
 
 describe('error codes', () => {
