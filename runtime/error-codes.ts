@@ -18,6 +18,7 @@ export const errorCodes = {
   DECIDE_FAILED: 'rejection',
   INVALID_EVENT: 'rejection',
   EVOLVE_FAILED: 'rejection',
+  COMMIT_TOO_LARGE: 'rejection',
   // Conflicts: another writer got there first; retrying may succeed.
   CONCURRENCY_CONFLICT: 'conflict',
   // Infrastructure: something outside the command failed; retry with backoff.
@@ -27,6 +28,8 @@ export const errorCodes = {
   STORE_FAILED: 'infrastructure',
   STORE_CLOSED: 'infrastructure',
   CORRUPT_DATA: 'infrastructure',
+  STORE_TIMEOUT: 'infrastructure',
+  STORE_UNAVAILABLE: 'infrastructure',
   // Definitions and configuration: found when the program starts.
   INVALID_DEFINITION: 'definition',
   IMPURE_MACHINE: 'definition',
@@ -35,6 +38,8 @@ export const errorCodes = {
   UNDECLARED_EVENT: 'definition',
   UNHANDLED_EVENT: 'definition',
   INVALID_OPTIONS: 'config',
+  STREAM_CONFIG_CONFLICT: 'config',
+  REPLICAS_UNSUPPORTED: 'config',
 } as const satisfies Record<string, ErrorKind>;
 
 /** How an error should be handled by whoever receives it. */

@@ -98,11 +98,20 @@ export class DefinitionError extends JetactorError {
   }
 }
 
-/** Options given to the runtime are wrong; `details` holds the zod issues. */
+/** Options of {@link ConfigError}. */
+export interface ConfigErrorOptions extends JetactorErrorOptions {
+  /** The code; `INVALID_OPTIONS` when omitted. */
+  code?: ErrorCode;
+}
+
+/**
+ * The runtime's configuration or its environment is wrong (options, an existing stream, the
+ * server version); `details` holds the zod issues or the conflicting values.
+ */
 export class ConfigError extends JetactorError {
   override name = 'ConfigError';
-  constructor(message: string, options?: JetactorErrorOptions) {
-    super('config', 'INVALID_OPTIONS', message, options);
+  constructor(message: string, options: ConfigErrorOptions = {}) {
+    super('config', options.code ?? 'INVALID_OPTIONS', message, options);
   }
 }
 

@@ -6,6 +6,13 @@ export { AggregateActor } from './aggregate/aggregate-actor.js';
 export { Supervisor } from './node/supervisor.js';
 export { DomainNode, createNode } from './node/domain-node.js';
 export { InMemoryEventStore, streamKey } from './event-store/in-memory-event-store.js';
+export {
+  JetStreamEventStore,
+  MIN_VERSION_FOR_REPLICAS,
+} from './event-store/jetstream-event-store.js';
+export { InMemorySnapshotStore } from './event-store/in-memory-snapshot-store.js';
+export { KvSnapshotStore, snapshotKey } from './event-store/kv-snapshot-store.js';
+export { DEFAULT_PREFIX, eventSubject, snapshotBucket, streamName } from './nats/subjects.js';
 export { MsgpackCodec } from './codec/msgpack-codec.js';
 export { InProcessReactors } from './reactors/in-process-reactors.js';
 export { systemClock } from './clock.js';
@@ -36,6 +43,8 @@ export type {
   AggregateDefinition,
   AggregateOptions,
   AnyAggregateDefinition,
+  Upcaster,
+  Upcasters,
   AnyCommandDefinition,
   CommandDefinition,
   CommandHelper,
@@ -84,6 +93,9 @@ export type {
   SubscribeOptions,
 } from './event-store/event-store.js';
 export type { InMemoryEventStoreOptions } from './event-store/in-memory-event-store.js';
+export type { JetStreamEventStoreOptions } from './event-store/jetstream-event-store.js';
+export type { KvSnapshotStoreOptions } from './event-store/kv-snapshot-store.js';
+export type { Snapshot, SnapshotStore } from './event-store/snapshot-store.js';
 export type { Codec } from './codec/codec.js';
 export type { Clock, TimerHandle } from './clock.js';
 export type { Logger, LogLevel } from './logger.js';

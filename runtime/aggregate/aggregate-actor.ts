@@ -10,7 +10,9 @@ import {
   describeError,
   isConflictError,
 } from '../errors.js';
+import { readEvent } from '../domain/read-event.js';
 import type { CommandRecord, Commit, EventStore, StreamRef } from '../event-store/event-store.js';
+import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import type { Logger } from '../logger.js';
 import {
   nextLifecycleState,
@@ -27,6 +29,8 @@ export interface AggregateActorOptions {
   maxConflictRetries: number;
   /** How many recent command ids (with their results) an actor remembers for idempotent replies. */
   recentCommands: number;
+  /** Take a snapshot every this many events (0: never); needs a snapshot store. */
+  snapshotEvery: number;
 }
 
 /** What an actor needs from its host. */
@@ -35,6 +39,8 @@ export interface AggregateActorDeps {
   definition: AnyAggregateDefinition;
   id: string;
   store: EventStore;
+  /** Where snapshots are loaded from and saved to, if anywhere. */
+  snapshots?: SnapshotStore | undefined;
   clock: Clock;
   logger: Logger;
   options: AggregateActorOptions;
@@ -100,6 +106,8 @@ export class AggregateActor {
   #ready: Promise<void> | undefined;
   #recent = new Map<string, CommandResult>();
   #idleWaiters: (() => void)[] = [];
+  #snapshotVersion = 0;
+  #snapshotting = false;
   readonly #deps: AggregateActorDeps;
 
   constructor(deps: AggregateActorDeps) {
@@ -224,11 +232,12 @@ export class AggregateActor {
       this.#transition('COMMIT');
       let error: unknown;
       let duplicate = false;
+      let duplicateAt = 0;
       try {
         const result = await this.#deps.store.append({
           stream: this.stream,
           expectedPosition: this.#position,
-          dedupId: commitId(decided.records),
+          dedupId: commitId(this.stream, decided.records),
           events: decided.events,
           commands: decided.records,
         });
@@ -239,9 +248,11 @@ export class AggregateActor {
           this.#transition('COMMITTED');
           this.#remember(decided.outcomes);
           this.#settle(batch, decided.outcomes);
+          this.#maybeSnapshot();
           return;
         }
         duplicate = true;
+        duplicateAt = result.position;
       } catch (caught) {
         error = caught;
       }
@@ -254,6 +265,7 @@ export class AggregateActor {
         return;
       }
       this.#transition('REPLAYED');
+      if (duplicate) await this.#recall(duplicateAt, decided.records);
       const conflict = duplicate || isConflictError(error);
       if (!conflict) {
         this.#rejectAll(batch, storeFailed(this.stream, error));
@@ -377,7 +389,10 @@ export class AggregateActor {
     timestamp: number,
   ): StoredEvent | JetactorError {
     const { definition, domain } = this.#deps;
-    const schema = typeof event?.type === 'string' ? definition.events[event.type] : undefined;
+    const schema =
+      typeof event?.type === 'string' && Object.hasOwn(definition.events, event.type)
+        ? definition.events[event.type]
+        : undefined;
     if (schema === undefined) {
       return new RejectionError(
         'INVALID_EVENT',
@@ -392,6 +407,7 @@ export class AggregateActor {
         { details: { issues: parsed.error.issues } },
       );
     }
+    const schemaVersion = definition.eventVersions[event.type] ?? 1;
     return {
       type: event.type,
       data: parsed.data,
@@ -405,6 +421,7 @@ export class AggregateActor {
         correlationId: command.correlationId,
         causationId: command.causationId,
         ...(command.actor === undefined ? {} : { actor: command.actor }),
+        ...(schemaVersion === 1 ? {} : { schemaVersion }),
       },
     };
   }
@@ -442,7 +459,113 @@ export class AggregateActor {
 
   async #replay(): Promise<void> {
     this.#transition('REPLAY');
-    if (await this.#catchUp()) this.#transition('REPLAYED');
+    const fromSnapshot = await this.#loadSnapshot();
+    if (await this.#catchUp()) {
+      this.#transition('REPLAYED');
+      // A snapshot that was missing, stale or unreadable is rewritten once replay is done.
+      if (!fromSnapshot) this.#snapshotVersion = 0;
+      this.#maybeSnapshot();
+    }
+  }
+
+  /** Restores the snapshot when there is a trustworthy one; true when it did. */
+  async #loadSnapshot(): Promise<boolean> {
+    const { snapshots, definition, logger } = this.#deps;
+    if (snapshots === undefined || this.#deps.options.snapshotEvery <= 0) return false;
+    const where = { stream: label(this.stream) };
+    try {
+      const snapshot = await snapshots.load(this.stream);
+      if (snapshot === undefined) return false;
+      if (snapshot.fingerprint !== definition.fingerprint) {
+        logger.info(where, 'snapshot taken by another machine definition; replaying all events');
+        return false;
+      }
+      if (
+        !Number.isSafeInteger(snapshot.version) ||
+        !Number.isSafeInteger(snapshot.position) ||
+        snapshot.version < 1 ||
+        snapshot.position < 1
+      ) {
+        throw new Error(`version ${snapshot.version} / position ${snapshot.position} are invalid`);
+      }
+      const live = this.#createLive(snapshot.state as AnyMachineSnapshot);
+      const restored = live.getSnapshot() as AnyMachineSnapshot;
+      if (restored.status === 'error') {
+        live.stop();
+        throw new Error(`the machine cannot restore it: ${describeError(restored.error)}`);
+      }
+      this.#live.stop();
+      this.#live = live;
+      this.#confirmed = restored;
+      this.#version = snapshot.version;
+      this.#position = snapshot.position;
+      this.#snapshotVersion = snapshot.version;
+      return true;
+    } catch (error) {
+      logger.warn(
+        { ...where, err: error },
+        'snapshot cannot be used; ignored, replaying all events',
+      );
+      return false;
+    }
+  }
+
+  /** Saves a snapshot off the command path when enough events came since the last one. */
+  #maybeSnapshot(): void {
+    const { snapshots, definition, options, logger } = this.#deps;
+    if (snapshots === undefined || options.snapshotEvery <= 0 || this.#snapshotting) return;
+    if (this.#version === 0 || this.#version - this.#snapshotVersion < options.snapshotEvery) {
+      return;
+    }
+    const version = this.#version;
+    const snapshot = {
+      fingerprint: definition.fingerprint,
+      version,
+      position: this.#position,
+      state: definition.machine.getPersistedSnapshot(this.#confirmed),
+    };
+    this.#snapshotting = true;
+    snapshots
+      .save(this.stream, snapshot)
+      .then(() => {
+        this.#snapshotVersion = Math.max(this.#snapshotVersion, version);
+      })
+      .catch((error: unknown) => {
+        logger.warn({ stream: label(this.stream), err: error }, 'snapshot not saved');
+      })
+      .finally(() => {
+        this.#snapshotting = false;
+      });
+  }
+
+  /**
+   * The store said a commit was a duplicate of one stored at `position`. When its commands are
+   * not remembered (replayed from a snapshot, or forgotten), reads that commit to learn their
+   * results, so they are answered as duplicates instead of being decided again.
+   */
+  async #recall(position: number, records: readonly CommandRecord[]): Promise<void> {
+    if (position <= 0 || records.every((record) => this.#recent.has(record.id))) return;
+    try {
+      for await (const commit of this.#deps.store.read(this.stream, position - 1)) {
+        if (commit.position === position) {
+          const byCommand = new Map<string, StoredEvent[]>();
+          for (const raw of commit.events) {
+            const read = readEvent(this.#deps.definition, raw);
+            if (!read.ok) return;
+            const list = byCommand.get(read.event.meta.commandId);
+            if (list) list.push(read.event);
+            else byCommand.set(read.event.meta.commandId, [read.event]);
+          }
+          this.#remember(this.#outcomesOf(commit.commands, byCommand));
+        }
+        return;
+      }
+    } catch (error) {
+      this.#deps.logger.warn(
+        { stream: label(this.stream), err: error, position },
+        'could not read the original of a duplicate commit',
+      );
+    }
   }
 
   /** Applies every commit after the known position; false (and failed) when that fails. */
@@ -480,13 +603,9 @@ export class AggregateActor {
       if (raw?.meta?.version !== expected) {
         throw corrupt(`expected version ${expected}, found ${JSON.stringify(raw?.meta?.version)}.`);
       }
-      const schema = definition.events[raw.type];
-      if (schema === undefined) throw corrupt(`unknown event type ${JSON.stringify(raw.type)}.`);
-      const parsed = schema.safeParse(raw.data);
-      if (!parsed.success) {
-        throw corrupt(`"${raw.type}" data fails its schema: ${parsed.error.message}`, parsed.error);
-      }
-      const event: StoredEvent = { type: raw.type, data: parsed.data, meta: raw.meta };
+      const read = readEvent(definition, raw);
+      if (!read.ok) throw corrupt(`${read.why}.`);
+      const { event } = read;
       const failure = this.#apply(event, undefined);
       if (failure) throw corrupt(failure.message, failure);
       this.#version = expected;
@@ -496,11 +615,17 @@ export class AggregateActor {
     }
     this.#position = commit.position;
     this.#confirmed = this.#live.getSnapshot();
-    const outcomes: Outcome[] = [];
-    for (const record of commit.commands ?? []) {
+    this.#remember(this.#outcomesOf(commit.commands ?? [], byCommand));
+  }
+
+  #outcomesOf(
+    records: readonly CommandRecord[],
+    byCommand: ReadonlyMap<string, StoredEvent[]>,
+  ): Outcome[] {
+    return records.map((record) => {
       const events = byCommand.get(record.id) ?? [];
       const last = events[events.length - 1];
-      outcomes.push({
+      return {
         ok: true,
         result: {
           commandId: record.id,
@@ -509,9 +634,8 @@ export class AggregateActor {
           response: record.response,
           duplicate: false,
         },
-      });
-    }
-    this.#remember(outcomes);
+      };
+    });
   }
 
   #remember(outcomes: Outcome[]): void {
@@ -612,11 +736,18 @@ function storeFailed(stream: StreamRef, error: unknown): JetactorError {
   );
 }
 
-/** Dedup id of a commit: its command id when it holds one command. */
-function commitId(records: CommandRecord[]): string {
+/**
+ * Dedup id of a commit: the aggregate and its command id (first and last ids and count when it
+ * holds several). Scoped to the aggregate because the store deduplicates per domain, while a
+ * command id only has to be unique per aggregate.
+ */
+function commitId(stream: StreamRef, records: CommandRecord[]): string {
   const first = records[0]?.id ?? '';
-  if (records.length === 1) return first;
-  return `${first}..${records[records.length - 1]?.id ?? ''}#${records.length}`;
+  const ids =
+    records.length === 1
+      ? first
+      : `${first}..${records[records.length - 1]?.id ?? ''}#${records.length}`;
+  return `${stream.aggregate}.${stream.id}.${ids}`;
 }
 
 function label(stream: StreamRef): string {

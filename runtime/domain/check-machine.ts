@@ -79,8 +79,13 @@ export function checkMachine(aggregate: string, machine: AnyStateMachine): Set<s
   return accepted;
 }
 
+/** Names JavaScript gives an inline function from the config key it is written under. */
+const keyNames = new Set(['actions', 'entry', 'exit']);
+
 function describeAction(action: unknown): string {
-  if (typeof action === 'function') return action.name ? `"${action.name}"` : 'an inline function';
+  if (typeof action === 'function') {
+    return action.name && !keyNames.has(action.name) ? `"${action.name}"` : 'an inline function';
+  }
   return JSON.stringify(action);
 }
 

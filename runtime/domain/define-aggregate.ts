@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import { DefinitionError } from '../errors.js';
 import { isIdentifier } from '../names.js';
 import { checkMachine } from './check-machine.js';
+import { machineFingerprint } from './machine-fingerprint.js';
 import type { EventSchemas, NewEvent } from './events.js';
 
 /** Metadata of the command being decided. */
@@ -74,7 +75,25 @@ export interface AggregateDefinition<
   readonly commands: C;
   /** Every event type the machine has a transition for. */
   readonly acceptedEvents: ReadonlySet<string>;
+  /** Event name → functions upgrading its payload from version 1, 2, … to the next. */
+  readonly upcasters: Readonly<Record<string, readonly Upcaster[]>>;
+  /** Event name → current payload schema version (1 + its number of upcasters). */
+  readonly eventVersions: Readonly<Record<string, number>>;
+  /**
+   * Hash of the machine's definition (states, transitions, action and guard code) and the event
+   * versions. A snapshot taken under another fingerprint is not trusted.
+   */
+  readonly fingerprint: string;
 }
+
+/** Turns an event payload of one schema version into the payload of the next version. */
+export type Upcaster = (data: any) => unknown;
+
+/**
+ * Event name → upcasters, oldest first: `[v1 → v2, v2 → v3]` makes the current version 3. Old
+ * events are upcast when read, then validated against the current schema.
+ */
+export type Upcasters<E extends EventSchemas> = { readonly [K in keyof E]?: readonly Upcaster[] };
 
 /** Any aggregate definition. */
 export type AnyAggregateDefinition = AggregateDefinition<
@@ -109,6 +128,11 @@ export interface AggregateOptions<
   machine: M;
   /** Receives a `command(input, decide)` helper and returns command name → command. */
   commands: (command: CommandHelper<SnapshotFrom<M>, E>) => C;
+  /**
+   * Versioned events: event name → upcasters from older payload versions, oldest first. An event
+   * with `n` upcasters is written as version `n + 1`; older stored payloads are upcast on read.
+   */
+  upcasters?: Upcasters<E>;
 }
 
 const command: CommandHelper<any, any> = (input, decide) => Object.freeze({ input, decide });
@@ -162,7 +186,7 @@ export function defineAggregate<
   const accepted = checkMachine(name, machine);
   for (const eventType of accepted) {
     if (eventType === '*' || eventType.endsWith('.*')) continue;
-    if (!(eventType in events)) {
+    if (!Object.hasOwn(events, eventType)) {
       throw new DefinitionError(
         'UNDECLARED_EVENT',
         `Aggregate "${name}": the machine has a transition on "${eventType}", which is not a declared event; ` +
@@ -196,6 +220,26 @@ export function defineAggregate<
       );
     }
   }
+  const upcasters: Record<string, readonly Upcaster[]> = {};
+  const eventVersions: Record<string, number> = {};
+  for (const [eventName, list] of Object.entries(options.upcasters ?? {})) {
+    if (!(eventName in events)) {
+      throw new DefinitionError(
+        'UNDECLARED_EVENT',
+        `Aggregate "${name}": upcasters are given for "${eventName}", which is not a declared event; declare it in events or remove its upcasters.`,
+      );
+    }
+    if (!Array.isArray(list) || !list.every((f) => typeof f === 'function')) {
+      throw new DefinitionError(
+        'INVALID_DEFINITION',
+        `Aggregate "${name}": upcasters.${eventName} must be an array of functions, oldest first ([v1 → v2, v2 → v3, …]).`,
+      );
+    }
+    upcasters[eventName] = Object.freeze([...(list as Upcaster[])]);
+  }
+  for (const eventName of Object.keys(events)) {
+    eventVersions[eventName] = (upcasters[eventName]?.length ?? 0) + 1;
+  }
   return Object.freeze({
     kind: 'aggregate',
     name,
@@ -203,6 +247,9 @@ export function defineAggregate<
     machine,
     commands: Object.freeze({ ...commands }),
     acceptedEvents: accepted,
+    upcasters: Object.freeze(upcasters),
+    eventVersions: Object.freeze(eventVersions),
+    fingerprint: machineFingerprint(machine, eventVersions),
   });
 }
 

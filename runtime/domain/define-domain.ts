@@ -52,7 +52,7 @@ export function defineDomain<const A extends AnyAggregateDefinition>(
         `Domain "${name}": aggregates must be made with defineAggregate; got ${JSON.stringify(aggregate)}.`,
       );
     }
-    if (aggregate.name in aggregates) {
+    if (Object.hasOwn(aggregates, aggregate.name)) {
       throw new DefinitionError(
         'DUPLICATE_NAME',
         `Domain "${name}" has two aggregates named "${aggregate.name}"; aggregate names must be unique in a domain.`,
@@ -78,8 +78,10 @@ export function defineDomain<const A extends AnyAggregateDefinition>(
     reactorNames.add(reactor.name);
     for (const key of Object.keys(reactor.on)) {
       const [aggregateName = '', eventName = ''] = key.split('.');
-      const aggregate = aggregates[aggregateName];
-      if (aggregate === undefined || !(eventName in aggregate.events)) {
+      const aggregate = Object.hasOwn(aggregates, aggregateName)
+        ? aggregates[aggregateName]
+        : undefined;
+      if (aggregate === undefined || !Object.hasOwn(aggregate.events, eventName)) {
         throw new DefinitionError(
           'UNDECLARED_EVENT',
           `Domain "${name}": reactor "${reactor.name}" handles "${key}", but the domain has no aggregate "${aggregateName}" with event "${eventName}"; add the aggregate to the domain or fix the key.`,

@@ -26,6 +26,11 @@ export interface EventMetadata {
   causationId: string;
   /** Who sent the command, when known. */
   actor?: string;
+  /**
+   * Version of the event's payload schema when it was written; absent means 1. Older payloads are
+   * upcast to the current version when read.
+   */
+  schemaVersion?: number;
 }
 
 /**

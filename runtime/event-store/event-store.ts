@@ -86,6 +86,12 @@ export interface EventStore {
     handler: (commit: Commit) => void | Promise<void>,
     options?: SubscribeOptions,
   ): StoreSubscription;
+  /**
+   * Prepares storage for these domains (the JetStream store creates or checks their streams), so
+   * a misconfiguration is reported when a node starts rather than on the first command.
+   * Optional: stores that need nothing omit it.
+   */
+  ensureDomains?(domains: readonly string[]): Promise<void>;
   /** Releases resources; later calls fail with `STORE_CLOSED`. */
   close(): Promise<void>;
 }

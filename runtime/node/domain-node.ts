@@ -16,6 +16,7 @@ import type {
 import type { DomainDefinition } from '../domain/define-domain.js';
 import { ConfigError, DefinitionError, RejectionError } from '../errors.js';
 import type { EventStore } from '../event-store/event-store.js';
+import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import { InMemoryEventStore } from '../event-store/in-memory-event-store.js';
 import { createLogger, type Logger } from '../logger.js';
 import { whyNotSubjectToken } from '../names.js';
@@ -39,6 +40,7 @@ const supervisorSchema = z
     maxBatch: z.number().int().positive().max(10_000).default(256),
     maxConflictRetries: z.number().int().nonnegative().default(5),
     recentCommands: z.number().int().nonnegative().default(128),
+    snapshotEvery: z.number().int().nonnegative().default(100),
   })
   .strict();
 
@@ -56,6 +58,12 @@ const nodeOptionsSchema = z
       .custom<EventStore>(
         (s) => typeof (s as EventStore | undefined)?.append === 'function',
         'expected an EventStore',
+      )
+      .optional(),
+    snapshots: z
+      .custom<SnapshotStore>(
+        (s) => typeof (s as SnapshotStore | undefined)?.load === 'function',
+        'expected a SnapshotStore',
       )
       .optional(),
     clock: z
@@ -80,6 +88,11 @@ export interface NodeOptions {
   domains: readonly DomainDefinition<any>[];
   /** Where events are stored; default a new {@link InMemoryEventStore}. */
   store?: EventStore;
+  /**
+   * Where aggregate snapshots are kept (e.g. `KvSnapshotStore`); none by default. Actors take one
+   * every `supervisor.snapshotEvery` events and start from it.
+   */
+  snapshots?: SnapshotStore;
   /** Clock for timestamps, passivation and backoff; default the system clock. */
   clock?: Clock;
   /** pino logger; default JSON on stderr at `warn` (or `JETACTOR_LOG_LEVEL`). */
@@ -142,6 +155,7 @@ export class DomainNode {
     this.store = config.store ?? new InMemoryEventStore({ clock: this.#clock });
     this.#supervisor = new Supervisor({
       store: this.store,
+      snapshots: config.snapshots,
       clock: this.#clock,
       logger: this.logger,
       options: Object.freeze({ ...config.supervisor }),
@@ -159,14 +173,21 @@ export class DomainNode {
     return [...this.#domains.values()];
   }
 
-  /** Starts the domains' reactors. Commands are accepted before and after. */
-  start(): Promise<void> {
-    if (!this.#started) {
-      this.#started = true;
-      this.#reactors.start(this.domains);
-      this.logger.info({ domains: [...this.#domains.keys()] }, 'node started');
+  /**
+   * Prepares the store for the hosted domains (creates or checks their streams) and starts the
+   * domains' reactors. Commands are accepted before and after.
+   */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    try {
+      await this.store.ensureDomains?.([...this.#domains.keys()]);
+    } catch (error) {
+      this.#started = false;
+      throw error;
     }
-    return Promise.resolve();
+    this.#reactors.start(this.domains);
+    this.logger.info({ domains: [...this.#domains.keys()] }, 'node started');
   }
 
   /**

@@ -7,6 +7,7 @@ import type { Command, CommandResult } from '../aggregate/command.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
 import { InfrastructureError, type JetactorError } from '../errors.js';
+import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import type { EventStore } from '../event-store/event-store.js';
 import type { Logger } from '../logger.js';
 
@@ -54,6 +55,7 @@ export class Supervisor {
   readonly #actors = new Map<string, AggregateActor>();
   readonly #failures = new Map<string, FailureRecord>();
   readonly #store: EventStore;
+  readonly #snapshots: SnapshotStore | undefined;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #options: SupervisorOptions;
@@ -65,11 +67,13 @@ export class Supervisor {
 
   constructor(deps: {
     store: EventStore;
+    snapshots?: SnapshotStore | undefined;
     clock: Clock;
     logger: Logger;
     options: SupervisorOptions;
   }) {
     this.#store = deps.store;
+    this.#snapshots = deps.snapshots;
     this.#clock = deps.clock;
     this.#logger = deps.logger;
     this.#options = deps.options;
@@ -130,7 +134,9 @@ export class Supervisor {
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = this.#clock.setTimeout(() => resolve('timeout'), timeoutMs);
     });
-    const idle = Promise.all([...this.#actors.values()].map((a) => a.whenIdle()));
+    const idle = Promise.all(
+      [...this.#actors.values()].map((a) => a.start().then(() => a.whenIdle())),
+    );
     const outcome = await Promise.race([idle.then(() => 'idle' as const), timedOut]);
     if (timer !== undefined) this.#clock.clearTimeout(timer);
     let interrupted = 0;
@@ -187,6 +193,7 @@ export class Supervisor {
       definition,
       id,
       store: this.#store,
+      snapshots: this.#snapshots,
       clock: this.#clock,
       logger: this.#logger,
       options: this.#options,
@@ -219,7 +226,7 @@ export class Supervisor {
     if (this.#actors.size <= this.#options.maxActive) return;
     for (const [key, actor] of this.#actors) {
       if (this.#actors.size <= this.#options.maxActive) break;
-      if (actor.idle && actor.lifecycle !== 'spawning') {
+      if (passivatable(actor)) {
         this.#passivate(key, actor);
       }
     }
@@ -239,7 +246,7 @@ export class Supervisor {
     const cutoff = this.#clock.now() - this.#options.idleTimeoutMs;
     for (const [key, actor] of this.#actors) {
       if (actor.lastActive > cutoff) break;
-      if (actor.idle) this.#passivate(key, actor);
+      if (passivatable(actor)) this.#passivate(key, actor);
     }
   }
 
@@ -249,6 +256,14 @@ export class Supervisor {
     actor.passivate();
     this.#passivated += 1;
   }
+}
+
+/**
+ * Idle and not replaying: passivating an actor in the middle of its replay would stop the machine
+ * under it (and fail the replay).
+ */
+function passivatable(actor: AggregateActor): boolean {
+  return actor.idle && (actor.lifecycle === 'ready' || actor.lifecycle === 'failed');
 }
 
 function shuttingDown(): InfrastructureError {

@@ -1,0 +1,138 @@
+import type { Codec } from '../codec/codec.js';
+import type { StoredEvent } from '../domain/events.js';
+import { InfrastructureError } from '../errors.js';
+import type { CommandRecord, Commit, StreamRef } from './event-store.js';
+
+/** Envelope format version written in every commit message. */
+export const ENVELOPE_VERSION = 1;
+
+/** One event as written: short keys, fields equal to the command id omitted. */
+interface WireEvent {
+  t: string;
+  d: unknown;
+  v: number;
+  ts: number;
+  c: string;
+  co?: string;
+  ca?: string;
+  a?: string;
+  sv?: number;
+}
+
+interface WireCommand {
+  i: string;
+  r?: unknown;
+}
+
+interface WireEnvelope {
+  v: number;
+  e: WireEvent[];
+  c: WireCommand[];
+}
+
+/**
+ * Encodes a commit's events and command records into one message body. The aggregate is not
+ * written: it is the message's subject.
+ */
+export function encodeEnvelope(
+  codec: Codec,
+  events: readonly StoredEvent[],
+  commands: readonly CommandRecord[],
+): Uint8Array {
+  const envelope: WireEnvelope = {
+    v: ENVELOPE_VERSION,
+    e: events.map(({ type, data, meta }) => {
+      const wire: WireEvent = {
+        t: type,
+        d: data,
+        v: meta.version,
+        ts: meta.timestamp,
+        c: meta.commandId,
+      };
+      if (meta.correlationId !== meta.commandId) wire.co = meta.correlationId;
+      if (meta.causationId !== meta.commandId) wire.ca = meta.causationId;
+      if (meta.actor !== undefined) wire.a = meta.actor;
+      if (meta.schemaVersion !== undefined && meta.schemaVersion !== 1)
+        wire.sv = meta.schemaVersion;
+      return wire;
+    }),
+    c: commands.map((record) =>
+      record.response === undefined ? { i: record.id } : { i: record.id, r: record.response },
+    ),
+  };
+  return codec.encode(envelope);
+}
+
+/** Where a message was read from, for error messages. */
+export interface MessageOrigin {
+  /** The message's subject. */
+  subject: string;
+  /** Its stream sequence. */
+  sequence: number;
+}
+
+/**
+ * Decodes a commit message. Anything that is not an envelope this runtime wrote throws a
+ * `CORRUPT_DATA` error naming the subject and the sequence.
+ */
+export function decodeEnvelope(
+  codec: Codec,
+  stream: StreamRef,
+  origin: MessageOrigin,
+  bytes: Uint8Array,
+): Commit {
+  const corrupt = (why: string, cause?: unknown): InfrastructureError =>
+    new InfrastructureError(
+      'CORRUPT_DATA',
+      `The message at sequence ${origin.sequence} on "${origin.subject}" is not a jetactor commit: ${why}. It was not written by this runtime or is damaged; the aggregate cannot be loaded until it is removed or repaired.`,
+      { cause, details: { subject: origin.subject, sequence: origin.sequence } },
+    );
+  let value: unknown;
+  try {
+    value = codec.decode(bytes);
+  } catch (error) {
+    throw corrupt(`it does not decode as ${codec.contentType}`, error);
+  }
+  if (!isRecord(value)) throw corrupt('the body is not an envelope object');
+  if (value.v !== ENVELOPE_VERSION) {
+    throw corrupt(`unknown envelope version ${JSON.stringify(value.v)}`);
+  }
+  const { e, c } = value;
+  if (!Array.isArray(e) || e.length === 0) throw corrupt('it holds no events');
+  if (!Array.isArray(c)) throw corrupt('it holds no command records');
+  const events: StoredEvent[] = e.map((raw: unknown, index) => {
+    if (
+      !isRecord(raw) ||
+      typeof raw.t !== 'string' ||
+      typeof raw.v !== 'number' ||
+      typeof raw.ts !== 'number' ||
+      typeof raw.c !== 'string'
+    ) {
+      throw corrupt(`event ${index} lacks its type, version, timestamp or command id`);
+    }
+    const meta: StoredEvent['meta'] = {
+      domain: stream.domain,
+      aggregate: stream.aggregate,
+      aggregateId: stream.id,
+      version: raw.v,
+      timestamp: raw.ts,
+      commandId: raw.c,
+      correlationId: typeof raw.co === 'string' ? raw.co : raw.c,
+      causationId: typeof raw.ca === 'string' ? raw.ca : raw.c,
+    };
+    if (typeof raw.a === 'string') meta.actor = raw.a;
+    if (typeof raw.sv === 'number') meta.schemaVersion = raw.sv;
+    return { type: raw.t, data: raw.d, meta };
+  });
+  const commands: CommandRecord[] = c.map((raw: unknown, index) => {
+    if (!isRecord(raw) || typeof raw.i !== 'string') {
+      throw corrupt(`command record ${index} has no id`);
+    }
+    return 'r' in raw && raw.r !== undefined ? { id: raw.i, response: raw.r } : { id: raw.i };
+  });
+  return { stream, position: origin.sequence, events, commands };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
