@@ -30,6 +30,8 @@ export const errorCodes = {
   CORRUPT_DATA: 'infrastructure',
   STORE_TIMEOUT: 'infrastructure',
   STORE_UNAVAILABLE: 'infrastructure',
+  NATS_SERVER_FAILED: 'infrastructure',
+  NATS_SERVER_STOPPED: 'infrastructure',
   // Definitions and configuration: found when the program starts.
   INVALID_DEFINITION: 'definition',
   IMPURE_MACHINE: 'definition',
@@ -40,6 +42,7 @@ export const errorCodes = {
   INVALID_OPTIONS: 'config',
   STREAM_CONFIG_CONFLICT: 'config',
   REPLICAS_UNSUPPORTED: 'config',
+  NATS_SERVER_NOT_FOUND: 'config',
 } as const satisfies Record<string, ErrorKind>;
 
 /** How an error should be handled by whoever receives it. */

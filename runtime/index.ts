@@ -18,6 +18,14 @@ export { InProcessReactors } from './reactors/in-process-reactors.js';
 export { systemClock } from './clock.js';
 export { createLogger } from './logger.js';
 export { isSubjectToken } from './names.js';
+export {
+  LocalNatsServer,
+  startNatsServer,
+  findNatsServer,
+  bundledNatsConfig,
+  NATS_SERVER_FALLBACK_DIRS,
+} from './nats/local-nats-server.js';
+export { LocalNatsCluster, startNatsCluster } from './nats/local-nats-cluster.js';
 export { errorCodes } from './error-codes.js';
 export {
   JetactorError,
@@ -99,6 +107,8 @@ export type { Snapshot, SnapshotStore } from './event-store/snapshot-store.js';
 export type { Codec } from './codec/codec.js';
 export type { Clock, TimerHandle } from './clock.js';
 export type { Logger, LogLevel } from './logger.js';
+export type { LocalNatsServerCluster, LocalNatsServerOptions } from './nats/local-nats-server.js';
+export type { LocalNatsClusterOptions } from './nats/local-nats-cluster.js';
 export type { ErrorCode, ErrorKind } from './error-codes.js';
 export type { ErrorJSON, JetactorErrorOptions } from './errors.js';
 export type { Given, TestAggregateOptions, ThenResult, When } from './testing/given.js';

@@ -26,8 +26,17 @@ interface WireCommand {
 
 interface WireEnvelope {
   v: number;
+  /** Position of the aggregate's previous commit (0 for its first): reads walk back along it. */
+  p: number;
   e: WireEvent[];
   c: WireCommand[];
+}
+
+/** A decoded commit and the position of the aggregate's commit before it. */
+export interface DecodedCommit {
+  commit: Commit;
+  /** 0 for the aggregate's first commit. */
+  previous: number;
 }
 
 /**
@@ -36,11 +45,13 @@ interface WireEnvelope {
  */
 export function encodeEnvelope(
   codec: Codec,
+  previous: number,
   events: readonly StoredEvent[],
   commands: readonly CommandRecord[],
 ): Uint8Array {
   const envelope: WireEnvelope = {
     v: ENVELOPE_VERSION,
+    p: previous,
     e: events.map(({ type, data, meta }) => {
       const wire: WireEvent = {
         t: type,
@@ -80,7 +91,7 @@ export function decodeEnvelope(
   stream: StreamRef,
   origin: MessageOrigin,
   bytes: Uint8Array,
-): Commit {
+): DecodedCommit {
   const corrupt = (why: string, cause?: unknown): InfrastructureError =>
     new InfrastructureError(
       'CORRUPT_DATA',
@@ -97,7 +108,10 @@ export function decodeEnvelope(
   if (value.v !== ENVELOPE_VERSION) {
     throw corrupt(`unknown envelope version ${JSON.stringify(value.v)}`);
   }
-  const { e, c } = value;
+  const { e, c, p } = value;
+  if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0 || p >= origin.sequence) {
+    throw corrupt(`its previous position ${JSON.stringify(p)} is not before ${origin.sequence}`);
+  }
   if (!Array.isArray(e) || e.length === 0) throw corrupt('it holds no events');
   if (!Array.isArray(c)) throw corrupt('it holds no command records');
   const events: StoredEvent[] = e.map((raw: unknown, index) => {
@@ -130,7 +144,7 @@ export function decodeEnvelope(
     }
     return 'r' in raw && raw.r !== undefined ? { id: raw.i, response: raw.r } : { id: raw.i };
   });
-  return { stream, position: origin.sequence, events, commands };
+  return { commit: { stream, position: origin.sequence, events, commands }, previous: p };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -11,9 +11,9 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
-import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
 import {
@@ -33,6 +33,7 @@ import {
   parseEventSubject,
   streamName,
 } from '../nats/subjects.js';
+import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import { compareVersions } from '../nats/server-version.js';
 import { decodeEnvelope, encodeEnvelope } from './commit-envelope.js';
 import type {
@@ -64,7 +65,7 @@ const optionsSchema = z
     ackTimeoutMs: z.number().int().min(10).default(5_000),
     appendAttempts: z.number().int().min(1).max(20).default(3),
     duplicateWindowMs: z.number().int().min(1_000).default(120_000),
-    directReadLimit: z.number().int().min(0).default(8),
+    directReadLimit: z.number().int().min(1).default(64),
     maxBytes: z.number().int().min(-1).default(-1),
     codec: z.custom<Codec>().optional(),
     logger: z.custom<Logger>().optional(),
@@ -93,8 +94,8 @@ export interface JetStreamEventStoreOptions {
   /** The stream's duplicate window: how long a command id is remembered. Default 2 minutes. */
   duplicateWindowMs?: number;
   /**
-   * Commits of one aggregate read by direct get (one round trip each) before the read switches
-   * to an ordered consumer (a fixed cost, then streaming). Default 8.
+   * Commits of one aggregate read by direct get (one round trip each, newest first) before the
+   * rest is streamed by an ordered consumer (a fixed cost of a few ms, then fast). Default 64.
    */
   directReadLimit?: number;
   /** Byte limit of each domain stream; -1 (default) for none. Appends beyond it fail. */
@@ -108,16 +109,6 @@ export interface JetStreamEventStoreOptions {
 }
 
 type ResolvedOptions = z.output<typeof optionsSchema>;
-
-interface PendingAppend {
-  request: AppendRequest;
-  subject: string;
-  payload: Uint8Array;
-  attempts: number;
-  sentAt: number;
-  resolve: (result: AppendResult) => void;
-  reject: (error: unknown) => void;
-}
 
 interface PubAckJSON {
   stream?: string;
@@ -146,13 +137,10 @@ export class JetStreamEventStore implements EventStore {
   readonly #codec: Codec;
   readonly #logger: Logger;
   readonly #clock: Clock;
-  readonly #ackPrefix: string;
-  readonly #pending = new Map<number, PendingAppend>();
+  readonly #pipeline: ReplyPipeline;
   readonly #domains = new Map<string, Promise<void>>();
   readonly #ready = new Set<string>();
   readonly #subscriptions = new Set<JetStreamSubscription>();
-  #nextAck = 1;
-  #sweep: TimerHandle | undefined;
   #closed = false;
 
   private constructor(options: ResolvedOptions, jsm: JetStreamManager) {
@@ -163,16 +151,7 @@ export class JetStreamEventStore implements EventStore {
     this.#codec = options.codec ?? new MsgpackCodec();
     this.#logger = options.logger ?? createLogger();
     this.#clock = options.clock ?? systemClock;
-    this.#ackPrefix = createInbox();
-    this.#nc.subscribe(`${this.#ackPrefix}.*`, {
-      callback: (error, msg) => {
-        if (error === null) this.#onAck(msg);
-      },
-    });
-    this.#nc
-      .closed()
-      .then(() => this.#failAll('the NATS connection closed'))
-      .catch(() => undefined);
+    this.#pipeline = new ReplyPipeline(this.#nc, this.#clock, options.ackTimeoutMs);
   }
 
   /**
@@ -226,9 +205,9 @@ export class JetStreamEventStore implements EventStore {
     await Promise.all(domains.map((domain) => this.#ensure(domain)));
   }
 
-  /** Appends currently waiting for their acknowledgement. */
+  /** Requests (appends and reads) currently waiting for their reply. */
   get inFlight(): number {
-    return this.#pending.size;
+    return this.#pipeline.size;
   }
 
   append(request: AppendRequest): Promise<AppendResult> {
@@ -239,7 +218,12 @@ export class JetStreamEventStore implements EventStore {
     }
     let payload: Uint8Array;
     try {
-      payload = encodeEnvelope(this.#codec, request.events, request.commands);
+      payload = encodeEnvelope(
+        this.#codec,
+        request.expectedPosition,
+        request.events,
+        request.commands,
+      );
     } catch (error) {
       return Promise.reject(
         new RejectionError(
@@ -259,18 +243,7 @@ export class JetStreamEventStore implements EventStore {
         ),
       );
     }
-    return new Promise<AppendResult>((resolve, reject) => {
-      const pending: PendingAppend = {
-        request,
-        subject: this.subject(request.stream),
-        payload,
-        attempts: 0,
-        sentAt: 0,
-        resolve,
-        reject,
-      };
-      this.#send(pending);
-    });
+    return this.#publish(request, this.subject(request.stream), payload);
   }
 
   read(stream: StreamRef, afterPosition = 0): AsyncIterable<Commit> {
@@ -308,11 +281,10 @@ export class JetStreamEventStore implements EventStore {
     if (this.#closed) return;
     this.#closed = true;
     const deadline = this.#clock.now() + this.#options.ackTimeoutMs;
-    while (this.#pending.size > 0 && this.#clock.now() < deadline && !this.#nc.isClosed()) {
+    while (this.#pipeline.size > 0 && this.#clock.now() < deadline && !this.#nc.isClosed()) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    this.#failAll('the event store was closed');
-    if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
+    this.#pipeline.close('the event store was closed');
     await Promise.all([...this.#subscriptions].map((s) => s.close()));
   }
 
@@ -386,71 +358,77 @@ export class JetStreamEventStore implements EventStore {
     };
   }
 
-  #send(pending: PendingAppend): void {
-    const { request } = pending;
-    const id = this.#nextAck++;
-    pending.attempts += 1;
-    pending.sentAt = this.#clock.now();
-    this.#pending.set(id, pending);
-    const h = headers();
-    h.set('Nats-Msg-Id', request.dedupId);
-    h.set('Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition));
-    try {
-      this.#nc.publish(pending.subject, pending.payload, {
-        reply: `${this.#ackPrefix}.${id}`,
-        headers: h,
-      });
-    } catch (error) {
-      this.#pending.delete(id);
-      pending.reject(unavailable(`appending to ${pending.subject}`, error));
-      return;
-    }
-    this.#scheduleSweep();
-  }
-
-  #onAck(msg: Msg): void {
-    const id = Number(msg.subject.slice(this.#ackPrefix.length + 1));
-    const pending = this.#pending.get(id);
-    if (pending === undefined) return; // a late acknowledgement of an attempt already resent
-    this.#pending.delete(id);
-    const { request } = pending;
-    if (msg.headers?.hasError) {
-      const { code, description } = msg.headers;
-      if (code === 503 && pending.attempts < this.#options.appendAttempts) {
-        this.#send(pending);
-        return;
-      }
-      pending.reject(
-        new InfrastructureError(
+  /**
+   * Publishes one commit and waits for its acknowledgement. A late acknowledgement makes it send
+   * the same message again (same `Nats-Msg-Id`, so it is stored at most once).
+   */
+  async #publish(
+    request: AppendRequest,
+    subject: string,
+    payload: Uint8Array,
+  ): Promise<AppendResult> {
+    const { appendAttempts, ackTimeoutMs } = this.#options;
+    let resent = false;
+    for (let attempt = 1; ; attempt++) {
+      const h = headers();
+      h.set('Nats-Msg-Id', request.dedupId);
+      h.set('Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition));
+      let msg: Msg;
+      try {
+        msg = await this.#pipeline.request(subject, payload, h);
+      } catch (error) {
+        if (error instanceof ReplyTimeoutError && attempt < appendAttempts && !this.#closed) {
+          this.#logger.debug(
+            { subject, attempt: attempt + 1 },
+            'append acknowledgement late; sending again with the same message id',
+          );
+          resent = true;
+          continue;
+        }
+        if (error instanceof ReplyTimeoutError) {
+          throw new InfrastructureError(
+            'STORE_TIMEOUT',
+            `${label(request.stream)}: no acknowledgement for the commit on ${subject} after ${attempt} tries of ${ackTimeoutMs} ms; it may or may not be stored. Send the command again with the same command id; it is applied at most once.`,
+            { cause: error, details: { attempts: attempt, ackTimeoutMs } },
+          );
+        }
+        throw new InfrastructureError(
           'STORE_UNAVAILABLE',
-          `${label(request.stream)}: no JetStream stream answered on ${pending.subject} (${code} ${description}). Is the stream ${this.streamName(request.stream.domain)} there and the server up? Send the command again.`,
+          `${label(request.stream)}: the commit on ${subject} was not acknowledged: ${describeError(error)}. It may or may not be stored; send the command again with the same command id.`,
+          { cause: error },
+        );
+      }
+      if (msg.headers?.hasError) {
+        const { code, description } = msg.headers;
+        throw new InfrastructureError(
+          'STORE_UNAVAILABLE',
+          `${label(request.stream)}: no JetStream stream answered on ${subject} (${code} ${description}). Is the stream ${this.streamName(request.stream.domain)} there and the server up? Send the command again.`,
           { details: { status: code } },
-        ),
-      );
-      return;
+        );
+      }
+      let ack: PubAckJSON;
+      try {
+        ack = JSON.parse(new TextDecoder().decode(msg.data)) as PubAckJSON;
+      } catch (error) {
+        throw unavailable(`reading the acknowledgement for ${subject}`, error);
+      }
+      if (ack.error !== undefined) throw this.#appendError(request, subject, ack.error);
+      if (typeof ack.seq !== 'number') {
+        throw unavailable(
+          `reading the acknowledgement for ${subject}`,
+          new Error(JSON.stringify(ack)),
+        );
+      }
+      // After a resend, a duplicate is our own first send: stored once, and it is ours.
+      return { position: ack.seq, duplicate: ack.duplicate === true && !resent };
     }
-    let ack: PubAckJSON;
-    try {
-      ack = JSON.parse(new TextDecoder().decode(msg.data)) as PubAckJSON;
-    } catch (error) {
-      pending.reject(unavailable(`reading the acknowledgement for ${pending.subject}`, error));
-      return;
-    }
-    if (ack.error !== undefined) {
-      pending.reject(this.#appendError(pending, ack.error));
-      return;
-    }
-    if (typeof ack.seq !== 'number') {
-      pending.reject(unavailable(`reading the acknowledgement for ${pending.subject}`, ack));
-      return;
-    }
-    // A duplicate of our own earlier attempt is our commit: it was stored once.
-    const duplicate = ack.duplicate === true && pending.attempts === 1;
-    pending.resolve({ position: ack.seq, duplicate });
   }
 
-  #appendError(pending: PendingAppend, error: NonNullable<PubAckJSON['error']>): JetactorError {
-    const { request } = pending;
+  #appendError(
+    request: AppendRequest,
+    subject: string,
+    error: NonNullable<PubAckJSON['error']>,
+  ): JetactorError {
     if (error.err_code === WRONG_LAST_SEQUENCE) {
       const actual = /(\d+)\s*$/.exec(error.description ?? '')?.[1];
       return new ConflictError(
@@ -466,77 +444,48 @@ export class JetStreamEventStore implements EventStore {
     }
     return new InfrastructureError(
       'STORE_FAILED',
-      `${label(request.stream)}: JetStream refused the commit on ${pending.subject}: ${error.description ?? 'unknown error'} (code ${error.err_code ?? error.code}). Send the command again with the same command id; it is stored at most once.`,
+      `${label(request.stream)}: JetStream refused the commit on ${subject}: ${error.description ?? 'unknown error'} (code ${error.err_code ?? error.code}). Send the command again with the same command id; it is stored at most once.`,
       { details: { errCode: error.err_code, status: error.code } },
     );
   }
 
-  #scheduleSweep(): void {
-    if (this.#sweep !== undefined) return;
-    const interval = Math.max(5, Math.floor(this.#options.ackTimeoutMs / 4));
-    this.#sweep = this.#clock.setTimeout(() => {
-      this.#sweep = undefined;
-      this.#sweepTimeouts();
-      if (this.#pending.size > 0) this.#scheduleSweep();
-    }, interval);
-  }
-
-  /** Resends appends whose acknowledgement is late; pending appends are in send order. */
-  #sweepTimeouts(): void {
-    const now = this.#clock.now();
-    const late: [number, PendingAppend][] = [];
-    for (const entry of this.#pending) {
-      if (now - entry[1].sentAt < this.#options.ackTimeoutMs) break;
-      late.push(entry);
-    }
-    for (const [id, pending] of late) {
-      this.#pending.delete(id);
-      if (pending.attempts < this.#options.appendAttempts && !this.#closed) {
-        this.#logger.debug(
-          { subject: pending.subject, attempt: pending.attempts + 1 },
-          'append acknowledgement late; sending again with the same message id',
-        );
-        this.#send(pending);
-      } else {
-        pending.reject(
-          new InfrastructureError(
-            'STORE_TIMEOUT',
-            `${label(pending.request.stream)}: no acknowledgement for the commit on ${pending.subject} after ${pending.attempts} tries of ${this.#options.ackTimeoutMs} ms; it may or may not be stored. Send the command again with the same command id; it is applied at most once.`,
-            { details: { attempts: pending.attempts, ackTimeoutMs: this.#options.ackTimeoutMs } },
-          ),
-        );
-      }
-    }
-  }
-
-  #failAll(why: string): void {
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const append of pending) {
-      append.reject(
-        new InfrastructureError(
-          'STORE_UNAVAILABLE',
-          `${label(append.request.stream)}: ${why} before the commit was acknowledged; it may or may not be stored. Send the command again with the same command id.`,
-        ),
-      );
-    }
-  }
-
+  /**
+   * Reads an aggregate's commits after a position. Each commit records the position of the one
+   * before it (the append's expected position, checked by the server), so the read walks back
+   * from the subject's last message by direct gets, each O(1) on the server whatever else the
+   * stream holds. Past `directReadLimit` commits the rest is streamed forward by a consumer.
+   */
   async *#readCommits(stream: StreamRef, afterPosition: number): AsyncGenerator<Commit> {
     await this.#ensure(stream.domain);
     const name = this.streamName(stream.domain);
     const subject = this.subject(stream);
-    const last = await this.#directGet(name, undefined, subject);
-    if (last === undefined || last.sequence <= afterPosition) return;
-    let next = afterPosition + 1;
-    for (let count = 0; count < this.#options.directReadLimit; count++) {
-      const found = await this.#directGet(name, next, subject);
-      if (found === undefined) return;
-      yield decodeEnvelope(this.#codec, stream, found, found.data);
-      if (found.sequence >= last.sequence) return;
-      next = found.sequence + 1;
+    const newestFirst: Commit[] = [];
+    let found = await this.#directGet(name, { last: subject });
+    while (found !== undefined && found.sequence > afterPosition) {
+      if (found.subject !== subject) {
+        throw new InfrastructureError(
+          'CORRUPT_DATA',
+          `The commit chain of ${subject} points at sequence ${found.sequence}, which holds a message of ${found.subject}; the stream was altered outside this runtime.`,
+          { details: { subject, sequence: found.sequence } },
+        );
+      }
+      const { commit, previous } = decodeEnvelope(this.#codec, stream, found, found.data);
+      newestFirst.push(commit);
+      if (previous <= afterPosition) break;
+      if (newestFirst.length >= this.#options.directReadLimit) {
+        yield* this.#consumeCommits(stream, name, subject, afterPosition + 1, previous);
+        break;
+      }
+      found = await this.#directGet(name, { sequence: previous });
+      if (found === undefined) {
+        throw new InfrastructureError(
+          'CORRUPT_DATA',
+          `The commit at sequence ${commit.position} of ${subject} follows sequence ${previous}, which is missing from stream ${name}; the stream was altered outside this runtime.`,
+          { details: { subject, sequence: previous } },
+        );
+      }
     }
-    yield* this.#consumeCommits(stream, name, subject, next, last.sequence);
+    for (let index = newestFirst.length - 1; index >= 0; index--) yield newestFirst[index]!;
   }
 
   /** Reads a long run of commits through an ordered consumer, deleted afterwards. */
@@ -556,7 +505,7 @@ export class JetStreamEventStore implements EventStore {
       });
       messages = await consumer.consume({ max_messages: 1024 });
       for await (const msg of messages) {
-        yield decodeEnvelope(this.#codec, stream, { subject, sequence: msg.seq }, msg.data);
+        yield decodeEnvelope(this.#codec, stream, { subject, sequence: msg.seq }, msg.data).commit;
         if (msg.seq >= until) break;
       }
     } catch (error) {
@@ -568,41 +517,40 @@ export class JetStreamEventStore implements EventStore {
   }
 
   /**
-   * One direct get: the first message on `subject` at or after `sequence`, or the last one when
-   * `sequence` is undefined. Undefined when there is none.
+   * One direct get: the message at a sequence, or the last one of a subject. Undefined when there
+   * is none.
    */
   async #directGet(
     stream: string,
-    sequence: number | undefined,
-    subject: string,
+    query: { sequence: number } | { last: string },
   ): Promise<{ subject: string; sequence: number; data: Uint8Array } | undefined> {
+    const what =
+      'last' in query ? `the last commit of ${query.last}` : `sequence ${query.sequence}`;
     let reply: Msg;
     try {
       reply =
-        sequence === undefined
-          ? await this.#nc.request(`$JS.API.DIRECT.GET.${stream}.${subject}`, undefined, {
-              timeout: this.#options.ackTimeoutMs,
-            })
-          : await this.#nc.request(
+        'last' in query
+          ? await this.#pipeline.request(`$JS.API.DIRECT.GET.${stream}.${query.last}`, undefined)
+          : await this.#pipeline.request(
               `$JS.API.DIRECT.GET.${stream}`,
-              JSON.stringify({ seq: sequence, next_by_subj: subject }),
-              { timeout: this.#options.ackTimeoutMs },
+              JSON.stringify({ seq: query.sequence }),
             );
     } catch (error) {
-      throw unavailable(`reading ${subject}`, error);
+      throw unavailable(`reading ${what}`, error);
     }
     if (reply.headers?.hasError) {
       if (reply.headers.code === 404) return undefined;
       throw unavailable(
-        `reading ${subject}`,
+        `reading ${what}`,
         new Error(`${reply.headers.code} ${reply.headers.description}`),
       );
     }
-    const found = Number(reply.headers?.get('Nats-Sequence'));
-    if (!Number.isSafeInteger(found) || found <= 0) {
-      throw unavailable(`reading ${subject}`, new Error('direct get reply without Nats-Sequence'));
+    const sequence = Number(reply.headers?.get('Nats-Sequence'));
+    const subject = reply.headers?.get('Nats-Subject') ?? '';
+    if (!Number.isSafeInteger(sequence) || sequence <= 0 || subject === '') {
+      throw unavailable(`reading ${what}`, new Error('direct get reply without its headers'));
     }
-    return { subject, sequence: found, data: reply.data };
+    return { subject, sequence, data: reply.data };
   }
 
   #closedError(): InfrastructureError {
@@ -657,7 +605,7 @@ class JetStreamSubscription implements StoreSubscription {
           );
           continue;
         }
-        const commit = decodeEnvelope(
+        const { commit } = decodeEnvelope(
           this.codec,
           stream,
           { subject: msg.subject, sequence: msg.seq },
