@@ -5,6 +5,7 @@ import {
   StorageType,
   jetstream,
   jetstreamManager,
+  type Consumer,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -497,8 +498,9 @@ export class JetStreamEventStore implements EventStore {
     until: number,
   ): AsyncGenerator<Commit> {
     let messages: ConsumerMessages | undefined;
+    let consumer: Consumer | undefined;
     try {
-      const consumer = await this.#js.consumers.get(name, {
+      consumer = await this.#js.consumers.get(name, {
         filter_subjects: subject,
         deliver_policy: DeliverPolicy.StartSequence,
         opt_start_seq: from,
@@ -513,6 +515,7 @@ export class JetStreamEventStore implements EventStore {
       throw unavailable(`reading ${subject}`, error);
     } finally {
       await messages?.close();
+      await consumer?.delete().catch(() => undefined);
     }
   }
 
@@ -592,7 +595,10 @@ class JetStreamSubscription implements StoreSubscription {
       deliver_policy: this.afterPosition > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
       ...(this.afterPosition > 0 ? { opt_start_seq: this.afterPosition + 1 } : {}),
     });
-    if (this.#closed) return;
+    if (this.#closed) {
+      await consumer.delete().catch(() => undefined);
+      return;
+    }
     this.#messages = await consumer.consume({ max_messages: 512 });
     try {
       for await (const msg of this.#messages) {
@@ -617,6 +623,7 @@ class JetStreamSubscription implements StoreSubscription {
       this.#closed = true;
       this.onClosed();
       await this.#messages.close();
+      await consumer.delete().catch(() => undefined);
     }
   }
 

@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { ConfigError, InfrastructureError, describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { LocalNatsServer } from './local-nats-server.js';
+import { LocalNatsServer, removeDirOnExit } from './local-nats-server.js';
 
 /** Options of {@link LocalNatsCluster.start}; every field is optional. */
 export interface LocalNatsClusterOptions {
@@ -69,17 +69,20 @@ export class LocalNatsCluster {
   /** Directory holding one sub-directory per member; removed by cleanup(). */
   readonly dir: string;
   readonly #readyTimeoutMs: number;
+  readonly #keepDir: () => void;
 
   private constructor(
     name: string,
     servers: readonly LocalNatsServer[],
     dir: string,
     readyTimeoutMs: number,
+    keepDir: () => void,
   ) {
     this.name = name;
     this.servers = servers;
     this.dir = dir;
     this.#readyTimeoutMs = readyTimeoutMs;
+    this.#keepDir = keepDir;
   }
 
   /**
@@ -101,6 +104,7 @@ export class LocalNatsCluster {
     const name = config.name ?? `jetactor-${randomBytes(3).toString('hex')}`;
     const routePorts = await freePorts(config.size, config.host);
     const dir = await mkdtemp(join(tmpdir(), 'jetactor-nats-cluster-'));
+    const keepDir = removeDirOnExit(dir);
     const routes = routePorts.map((port) => `nats-route://${config.host}:${port}`);
     const started = await Promise.allSettled(
       routePorts.map((port, i) =>
@@ -120,7 +124,7 @@ export class LocalNatsCluster {
     const servers = started.flatMap((result) =>
       result.status === 'fulfilled' ? [result.value] : [],
     );
-    const cluster = new LocalNatsCluster(name, servers, dir, config.readyTimeoutMs);
+    const cluster = new LocalNatsCluster(name, servers, dir, config.readyTimeoutMs, keepDir);
     const failed = started.find((result) => result.status === 'rejected');
     if (failed !== undefined) {
       await cluster.cleanup();
@@ -160,6 +164,8 @@ export class LocalNatsCluster {
           last = 'no member is running';
         } else if (leader === undefined || leaders.some((other) => other !== leader)) {
           last = `members name these meta leaders: ${leaders.map((l) => l ?? '(none)').join(', ')}`;
+        } else if (!members.some((server) => server.serverName === leader)) {
+          last = `members still name ${leader} as meta leader, which is not running or is paused`;
         } else {
           try {
             nc ??= await connect({
@@ -205,6 +211,7 @@ export class LocalNatsCluster {
   async cleanup(): Promise<void> {
     await Promise.all(this.servers.map((server) => server.cleanup()));
     await rm(this.dir, { recursive: true, force: true, maxRetries: 3 });
+    this.#keepDir();
   }
 }
 

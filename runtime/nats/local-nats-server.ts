@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,6 @@ import { delimiter, dirname, isAbsolute, join, relative, resolve } from 'node:pa
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ConfigError, InfrastructureError, describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -68,7 +68,7 @@ export interface LocalNatsServerOptions {
   dir?: string;
   /** Server name (JetStream clustering needs a distinct one per member). Default `jetactor-<random>`. */
   serverName?: string;
-  /** Makes the server a member of a cluster; see {@link startNatsCluster}. */
+  /** Makes the server a member of a cluster; startNatsCluster() sets it for each member. */
   cluster?: LocalNatsServerCluster;
   /** Further nats-server flags, e.g. `['-DV']` for debug and trace logs. */
   args?: string[];
@@ -220,7 +220,7 @@ export class LocalNatsServer {
       ownsDir = !existsSync(dir);
       await mkdir(dir, { recursive: true });
     }
-    if (ownsDir) ownedDirs.add(dir);
+    if (ownsDir) removeDirOnExit(dir);
     let server: LocalNatsServer | undefined;
     try {
       const configFile = join(dir, 'nats-server.conf');
@@ -282,6 +282,8 @@ export class LocalNatsServer {
   async stop(timeoutMs: number = this.#options.stopTimeoutMs): Promise<void> {
     const running = this.#running;
     if (running === undefined || running.exit !== undefined) return;
+    // The child is unref'd so that it never keeps this process alive; waiting for it must.
+    running.child.ref();
     if (this.#paused) running.child.kill('SIGCONT');
     running.child.kill('SIGTERM');
     if (!(await within(running.exited, timeoutMs))) {
@@ -296,6 +298,7 @@ export class LocalNatsServer {
   async kill(): Promise<void> {
     const running = this.#running;
     if (running === undefined || running.exit !== undefined) return;
+    running.child.ref();
     running.child.kill('SIGKILL');
     await running.exited;
     this.#paused = false;
@@ -681,6 +684,16 @@ async function removeDir(dir: string): Promise<void> {
 const liveChildren = new Set<ChildProcess>();
 const ownedDirs = new Set<string>();
 let exitHookRegistered = false;
+
+/**
+ * Has `dir` removed if this process exits before the returned function is called (used for
+ * directories a harness creates, such as a cluster's). Internal: not exported from the package.
+ */
+export function removeDirOnExit(dir: string): () => void {
+  ownedDirs.add(dir);
+  registerExitHook();
+  return () => ownedDirs.delete(dir);
+}
 
 /** Kills every server still running and removes their directories when this process exits. */
 function registerExitHook(): void {

@@ -21,7 +21,12 @@ import { InMemoryEventStore } from '../event-store/in-memory-event-store.js';
 import { createLogger, type Logger } from '../logger.js';
 import { whyNotSubjectToken } from '../names.js';
 import { InProcessReactors } from '../reactors/in-process-reactors.js';
-import { Supervisor, type SupervisorOptions, type SupervisorStats } from './supervisor.js';
+import {
+  Supervisor,
+  shuttingDown,
+  type SupervisorOptions,
+  type SupervisorStats,
+} from './supervisor.js';
 
 /** Typed calls for one aggregate instance: one method per command. */
 export type AggregateRef<A extends AnyAggregateDefinition> = {
@@ -127,6 +132,7 @@ export class DomainNode {
   readonly #newId: () => string;
   readonly #ownsStore: boolean;
   #started = false;
+  #stopping = false;
 
   constructor(options: NodeOptions) {
     const parsed = nodeOptionsSchema.safeParse(options);
@@ -164,7 +170,7 @@ export class DomainNode {
       store: this.store,
       clock: this.#clock,
       logger: this.logger,
-      send: (command) => this.execute(command),
+      send: (command) => this.#execute(command),
     });
   }
 
@@ -193,9 +199,16 @@ export class DomainNode {
   /**
    * Executes a command. Never throws synchronously: bad requests reject with a typed error
    * (`UNKNOWN_DOMAIN`, `UNKNOWN_AGGREGATE`, `UNKNOWN_COMMAND`, `INVALID_ID`, `INVALID_COMMAND`,
-   * `VALIDATION_FAILED`, …) and nothing is stored.
+   * `VALIDATION_FAILED`, …) and nothing is stored. Once {@link DomainNode.stop} was called, it
+   * rejects with a retryable `SHUTTING_DOWN`.
    */
   execute(request: CommandRequest): Promise<CommandResult> {
+    if (this.#stopping) return Promise.reject(shuttingDown());
+    return this.#execute(request);
+  }
+
+  /** Executes a command from outside or from a reactor (which may still send while stopping). */
+  #execute(request: CommandRequest): Promise<CommandResult> {
     let command: Command;
     let domain: DomainDefinition;
     let definition: AnyAggregateDefinition;
@@ -260,12 +273,14 @@ export class DomainNode {
   }
 
   /**
-   * Graceful stop: takes no new commands, lets queued and in-flight ones finish within
-   * `timeoutMs` (the rest get a retryable `SHUTTING_DOWN`), stops reactors, passivates actors.
+   * Graceful stop: takes no new commands (they get a retryable `SHUTTING_DOWN`), stops reactors
+   * (a handler already running finishes, with the commands it sends), lets queued and in-flight
+   * commands finish within `timeoutMs` (the rest get `SHUTTING_DOWN`) and passivates actors.
    */
   async stop(timeoutMs = 10_000): Promise<{ interrupted: number }> {
-    const result = await this.#supervisor.stop(timeoutMs);
+    this.#stopping = true;
     await this.#reactors.close();
+    const result = await this.#supervisor.stop(timeoutMs);
     if (this.#ownsStore) await this.store.close();
     this.logger.info({ interrupted: result.interrupted }, 'node stopped');
     return result;

@@ -266,7 +266,8 @@ function passivatable(actor: AggregateActor): boolean {
   return actor.idle && (actor.lifecycle === 'ready' || actor.lifecycle === 'failed');
 }
 
-function shuttingDown(): InfrastructureError {
+/** The error for commands that arrive while the node is stopping. */
+export function shuttingDown(): InfrastructureError {
   return new InfrastructureError(
     'SHUTTING_DOWN',
     'The node is shutting down and takes no new commands; send the command to another node or retry shortly with the same command id.',
