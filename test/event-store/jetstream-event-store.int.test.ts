@@ -12,6 +12,7 @@ import {
   type StreamRef,
 } from '../../runtime/index.js';
 import { connectShared, startNatsServer, uniqueName } from '../helpers/nats.js';
+import { eventStoreContract } from './event-store.contract.js';
 
 function event(stream: StreamRef, version: number, commandId: string): StoredEvent {
   return {
@@ -364,4 +365,17 @@ describe('JetStream event store on an isolated server', () => {
       await server.cleanup();
     }
   });
+});
+
+eventStoreContract('JetStream', async () => {
+  const connection = await connectShared();
+  const store = await JetStreamEventStore.open({ connection, prefix: uniqueName('contract') });
+  return {
+    store,
+    domain: 'contract',
+    cleanup: async () => {
+      await store.close();
+      await connection.close();
+    },
+  };
 });
