@@ -4,6 +4,7 @@ import { describeError, isJetactorError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createNode, type DomainNode } from '../node/domain-node.js';
 import { loadDomains } from './load-domains.js';
+import { openBackend, type BackendOptions } from './open-backend.js';
 
 /** Streams the dev console reads and writes; injected so tests can drive it. */
 export interface DevIO {
@@ -30,15 +31,27 @@ export async function devCommand(
   specs: readonly string[],
   io: DevIO,
   logger: Logger,
+  backendOptions: BackendOptions = {},
 ): Promise<number> {
   const domains = await loadDomains(specs.length > 0 ? specs : ['flight']);
-  const node = createNode({ domains, logger });
-  await node.start();
+  const backend = await openBackend(backendOptions, logger);
+  const node = createNode({
+    domains,
+    logger,
+    store: backend.store,
+    ...(backend.snapshots === undefined ? {} : { snapshots: backend.snapshots }),
+  });
+  try {
+    await node.start();
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
   const summary = domains
     .map((d) => `${d.name} (${Object.keys(d.aggregates).join(', ')})`)
     .join('; ');
   io.errors.write(
-    `jetactor dev: local node on the in-memory store, hosting ${summary}.\n` +
+    `jetactor dev: local node on ${backend.description}, hosting ${summary}.\n` +
       `Try: ${example(node)}   (type "help" for more, Ctrl-D to stop)\n`,
   );
   const lines = createInterface({ input: io.input, terminal: false });
@@ -57,7 +70,11 @@ export async function devCommand(
   }
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
+  // After "quit" the input may still be open (a pipe); stop reading it so the process can exit.
+  lines.close();
+  io.input.destroy();
   const { interrupted } = await node.stop(5_000);
+  await backend.close();
   io.errors.write(
     `jetactor dev: stopped${interrupted ? ` (${interrupted} commands interrupted)` : ''}.\n`,
   );

@@ -8,12 +8,18 @@ import { devCommand } from './dev-command.js';
 const usage = `Usage: jetactor <command> [options]
 
 Commands:
-  dev [domain modules…]   run a local node on the embedded default with a command console
-                          (default domain: the bundled flight domain; "bank" is bundled too)
+  dev [domain modules…]   run a local node with a command console (default domain: the
+                          bundled flight domain; "bank" is bundled too). Events go to an
+                          embedded nats-server (store .jetactor/nats) when nats-server is
+                          installed, else to memory.
   help                    show this help
   version                 print the version
 
 Options:
+  --nats <url>            use this NATS server instead of an embedded one (env NATS_URL)
+  --memory                use the in-memory store (nothing is kept)
+  --data <dir>            store directory of the embedded nats-server (default .jetactor/nats)
+  --prefix <name>         stream and subject prefix (default jetactor)
   --log-level <level>     fatal|error|warn|info|debug|trace|silent (default warn,
                           or JETACTOR_LOG_LEVEL)
 `;
@@ -29,6 +35,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       allowPositionals: true,
       options: {
         'log-level': { type: 'string' },
+        nats: { type: 'string' },
+        memory: { type: 'boolean' },
+        data: { type: 'string' },
+        prefix: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -67,6 +77,12 @@ export async function main(argv: readonly string[]): Promise<number> {
             interactive: process.stdin.isTTY === true,
           },
           logger,
+          {
+            natsUrl: values.nats ?? (process.env.NATS_URL || undefined),
+            memory: values.memory,
+            dataDir: values.data,
+            prefix: values.prefix,
+          },
         );
       default:
         process.stderr.write(`jetactor: unknown command ${JSON.stringify(command)}.\n\n${usage}`);
