@@ -40,7 +40,7 @@ export async function openBackend(options: BackendOptions, logger: Logger): Prom
   if (options.memory === true) return memoryBackend('the in-memory store (--memory)');
   if (options.natsUrl !== undefined) {
     const nc = await connectTo(options.natsUrl);
-    return natsBackend(nc, options, `NATS at ${options.natsUrl}`, async () => undefined);
+    return natsBackend(nc, options, `NATS at ${options.natsUrl}`, () => Promise.resolve());
   }
   try {
     findNatsServer();

@@ -13,7 +13,9 @@ export function readEvent(definition: AnyAggregateDefinition, raw: StoredEvent):
   if (typeof raw !== 'object' || raw === null || typeof raw.type !== 'string') {
     return { ok: false, why: 'the event has no type' };
   }
-  const schema = definition.events[raw.type];
+  const schema = Object.hasOwn(definition.events, raw.type)
+    ? definition.events[raw.type]
+    : undefined;
   if (schema === undefined) {
     return { ok: false, why: `unknown event type ${JSON.stringify(raw.type)}` };
   }

@@ -388,7 +388,8 @@ export class LocalNatsServer {
           liveChildren.delete(child);
           resolveExit(exit);
         };
-        child.once('exit', (code, signal) => done({ code, signal }));
+        // 'close' rather than 'exit': it comes after the last log line has been read.
+        child.once('close', (code, signal) => done({ code, signal }));
         child.once('error', (error) => done({ code: null, signal: null, error }));
       }),
     };
