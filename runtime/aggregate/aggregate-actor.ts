@@ -535,6 +535,8 @@ export class AggregateActor {
       })
       .finally(() => {
         this.#snapshotting = false;
+        // Events may have come while this one was being saved.
+        if (this.#lifecycle !== 'passivated' && this.#lifecycle !== 'failed') this.#maybeSnapshot();
       });
   }
 

@@ -382,3 +382,33 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 5_000): Promis
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+describe('a node starting from a snapshot', () => {
+  it('answers a command resent after the snapshot as a duplicate, from the original commit', async () => {
+    const nc = await connectShared();
+    const clock = new TestClock();
+    const { node, store, snapshots } = await jetstreamNode(nc, uniqueName('n'), {
+      clock,
+      supervisor: { snapshotEvery: 1, idleTimeoutMs: 1_000 },
+    });
+    const stream = { domain: 'bank', aggregate: 'Account', id: 'resent' };
+    const account = node.aggregate(Account, 'resent');
+    await account.open({ owner: 'ann' });
+    const first = await account.deposit({ amount: 3 }, { commandId: 'dep-x' });
+    await waitFor(async () => (await snapshots.load(stream))?.version === 2);
+    clock.advance(5_000);
+    expect(node.stats().active).toBe(0);
+    // The snapshot covers dep-x, so the reactivated actor does not remember it; the stream's
+    // deduplication does, and the actor reads the original commit to answer.
+    const again = await account.deposit({ amount: 3 }, { commandId: 'dep-x' });
+    expect(again).toMatchObject({ commandId: 'dep-x', version: 2, duplicate: true });
+    expect(again.response).toEqual(first.response);
+    expect(again.events).toEqual(first.events);
+    const commits = [];
+    for await (const commit of store.read(stream)) commits.push(commit);
+    expect(commits).toHaveLength(2);
+    await node.stop();
+    await store.close();
+    await nc.close();
+  });
+});
