@@ -162,5 +162,22 @@ function example(node: DomainNode): string {
   const domain = node.domains[0];
   const aggregate = domain === undefined ? undefined : Object.values(domain.aggregates)[0];
   const command = aggregate === undefined ? undefined : Object.keys(aggregate.commands)[0];
-  return aggregate && command ? `${aggregate.name} demo-1 ${command} {}` : 'help';
+  const schema = command === undefined ? undefined : aggregate?.commands[command]?.input;
+  if (aggregate === undefined || command === undefined || schema === undefined) return 'help';
+  return `${aggregate.name} demo-1 ${command} ${JSON.stringify(sampleInput(schema))}`;
+}
+
+/** An input that passes the schema, filling each missing required field with a sample value. */
+function sampleInput(schema: { safeParse(value: unknown): unknown }): Record<string, unknown> {
+  const input: Record<string, unknown> = {};
+  const samples: Record<string, unknown> = { string: 'text', number: 1, boolean: true };
+  const parsed = schema.safeParse(input) as {
+    success: boolean;
+    error?: { issues: { path: PropertyKey[]; expected?: string }[] };
+  };
+  for (const issue of parsed.success ? [] : (parsed.error?.issues ?? [])) {
+    const key = issue.path[0];
+    if (typeof key === 'string') input[key] = samples[issue.expected ?? ''] ?? null;
+  }
+  return input;
 }
