@@ -19,6 +19,11 @@ export const errorCodes = {
   INVALID_EVENT: 'rejection',
   EVOLVE_FAILED: 'rejection',
   COMMIT_TOO_LARGE: 'rejection',
+  INVALID_SUBJECT: 'rejection',
+  INVALID_HEADER: 'rejection',
+  INVALID_PAYLOAD: 'rejection',
+  PAYLOAD_TOO_LARGE: 'rejection',
+  DEAD_LETTER_NOT_FOUND: 'rejection',
   // Conflicts: another writer got there first; retrying may succeed.
   CONCURRENCY_CONFLICT: 'conflict',
   // Infrastructure: something outside the command failed; retry with backoff.
@@ -32,6 +37,16 @@ export const errorCodes = {
   STORE_UNAVAILABLE: 'infrastructure',
   NATS_SERVER_FAILED: 'infrastructure',
   NATS_SERVER_STOPPED: 'infrastructure',
+  OVERLOADED: 'infrastructure',
+  NO_RESPONDERS: 'infrastructure',
+  REQUEST_TIMEOUT: 'infrastructure',
+  REQUEST_FAILED: 'infrastructure',
+  CONNECTION_FAILED: 'infrastructure',
+  INVALID_REPLY: 'infrastructure',
+  INTERNAL_ERROR: 'infrastructure',
+  REACTOR_HANDLER_FAILED: 'infrastructure',
+  REACTOR_UNAVAILABLE: 'infrastructure',
+  LEASES_UNAVAILABLE: 'infrastructure',
   // Definitions and configuration: found when the program starts.
   INVALID_DEFINITION: 'definition',
   IMPURE_MACHINE: 'definition',
@@ -42,6 +57,8 @@ export const errorCodes = {
   INVALID_OPTIONS: 'config',
   STREAM_CONFIG_CONFLICT: 'config',
   REPLICAS_UNSUPPORTED: 'config',
+  CONSUMER_CONFIG_CONFLICT: 'config',
+  LEASE_CONFIG_CONFLICT: 'config',
   NATS_SERVER_NOT_FOUND: 'config',
 } as const satisfies Record<string, ErrorKind>;
 

@@ -172,7 +172,7 @@ export function errorFromJSON(json: ErrorJSON): JetactorError {
     case 'definition':
       return new DefinitionError(known, json.message, options);
     case 'config':
-      return new ConfigError(json.message, options);
+      return new ConfigError(json.message, { ...options, code: known });
   }
 }
 

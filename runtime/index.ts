@@ -2,9 +2,35 @@ export { defineAggregate, isZodSchema } from './domain/define-aggregate.js';
 export { defineDomain } from './domain/define-domain.js';
 export { defineReactor } from './domain/define-reactor.js';
 export { aggregateLifecycleMachine } from './aggregate/aggregate-lifecycle.js';
+export { toMachineGraph, transitionLabel, stateDetails } from './visualiser/machine-graph.js';
+export { toMermaid } from './visualiser/to-mermaid.js';
+export { toDot } from './visualiser/to-dot.js';
+export { toSvg } from './visualiser/to-svg.js';
+export { runtimeMachines } from './visualiser/runtime-machines.js';
 export { AggregateActor } from './aggregate/aggregate-actor.js';
 export { Supervisor } from './node/supervisor.js';
+export {
+  PartitionLeases,
+  partitionOf,
+  DEFAULT_PARTITIONS,
+  DEFAULT_LEASE_MS,
+} from './node/partition-leases.js';
 export { DomainNode, createNode } from './node/domain-node.js';
+export { JetactorClient, createClient } from './messaging/client.js';
+export {
+  CommandRouter,
+  DEFAULT_MAX_IN_FLIGHT,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+} from './messaging/command-router.js';
+export { ServiceResponder } from './messaging/service-responder.js';
+export { createNodeService } from './messaging/node-service.js';
+export { commandHeaders } from './messaging/protocol.js';
+export {
+  commandQueueGroup,
+  commandSubject,
+  domainCommandSubjects,
+  viewSubject,
+} from './nats/subjects.js';
 export { InMemoryEventStore, streamKey } from './event-store/in-memory-event-store.js';
 export {
   JetStreamEventStore,
@@ -12,9 +38,21 @@ export {
 } from './event-store/jetstream-event-store.js';
 export { InMemorySnapshotStore } from './event-store/in-memory-snapshot-store.js';
 export { KvSnapshotStore, snapshotKey } from './event-store/kv-snapshot-store.js';
-export { DEFAULT_PREFIX, eventSubject, snapshotBucket, streamName } from './nats/subjects.js';
+export {
+  DEFAULT_PREFIX,
+  eventSubject,
+  leaseBucket,
+  snapshotBucket,
+  streamName,
+} from './nats/subjects.js';
 export { MsgpackCodec } from './codec/msgpack-codec.js';
+export { JsonCodec } from './codec/json-codec.js';
 export { InProcessReactors } from './reactors/in-process-reactors.js';
+export { JetStreamReactors } from './reactors/jetstream-reactors.js';
+export { reactorWorkerMachine } from './reactors/reactor-worker.js';
+export { InMemoryDeadLetterStore } from './reactors/in-memory-dead-letter-store.js';
+export { JetStreamDeadLetterStore } from './reactors/jetstream-dead-letter-store.js';
+export { deadLetterStream, deadLetterSubject, reactorConsumerName } from './nats/subjects.js';
 export { systemClock } from './clock.js';
 export { createLogger } from './logger.js';
 export { isSubjectToken } from './names.js';
@@ -72,7 +110,19 @@ export type {
   ReactorHandlers,
   ReactorOptions,
   ReactorRetry,
+  DeadLetterPolicy,
 } from './domain/define-reactor.js';
+export type { ReactorHost, ReactorHostOptions } from './reactors/reactor-host.js';
+export type { ReactorStats, ReactorWorkerView } from './reactors/reactor-dispatcher.js';
+export type { WorkerEvent, WorkerState } from './reactors/reactor-worker.js';
+export type {
+  DeadLetter,
+  DeadLetterFilter,
+  DeadLetterStore,
+} from './reactors/dead-letter-store.js';
+export type { InProcessReactorsDeps } from './reactors/in-process-reactors.js';
+export type { JetStreamReactorsDeps } from './reactors/jetstream-reactors.js';
+export type { JetStreamDeadLetterStoreOptions } from './reactors/jetstream-dead-letter-store.js';
 export type {
   DomainEvents,
   EventMetadata,
@@ -88,8 +138,43 @@ export type {
 } from './aggregate/command.js';
 export type { AggregateActorOptions, AggregateView } from './aggregate/aggregate-actor.js';
 export type { LifecycleEvent, LifecycleState } from './aggregate/aggregate-lifecycle.js';
+export type {
+  EdgeKind,
+  GraphEdge,
+  GraphNode,
+  LabelOptions,
+  MachineGraph,
+  MachineGraphOptions,
+  NodeKind,
+} from './visualiser/machine-graph.js';
+export type { MermaidOptions } from './visualiser/to-mermaid.js';
+export type { DotOptions } from './visualiser/to-dot.js';
+export type { SvgOptions } from './visualiser/to-svg.js';
+export type { RuntimeMachine } from './visualiser/runtime-machines.js';
 export type { SupervisorOptions, SupervisorStats } from './node/supervisor.js';
+export type {
+  PartitionAcquired,
+  PartitionLeaseEvents,
+  PartitionLeaseStats,
+  PartitionLeasesOptions,
+  PartitionLossReason,
+  PartitionLost,
+} from './node/partition-leases.js';
 export type { AggregateRef, NodeOptions } from './node/domain-node.js';
+export type { ClientOptions } from './messaging/client.js';
+export type { CommandRouterOptions, RouterEndpointStats } from './messaging/command-router.js';
+export type {
+  ServiceEndpointInfo,
+  ServiceEndpointStats,
+  ServiceInfo,
+  ServiceInfoEndpoint,
+  ServicePing,
+  ServiceResponderOptions,
+  ServiceStats,
+  ServiceStatsEndpoint,
+} from './messaging/service-responder.js';
+export type { NodeServiceOptions } from './messaging/node-service.js';
+export type { ErrorReplyBody, ReplyStatus } from './messaging/protocol.js';
 export type {
   AppendRequest,
   AppendResult,

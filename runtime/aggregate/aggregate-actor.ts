@@ -176,6 +176,35 @@ export class AggregateActor {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /**
+   * Applies the commits stored after the last one this actor applied (written by another node,
+   * say), once no command is queued or committing, so {@link view} shows what the store holds. It
+   * runs where a batch would: commands that arrive meanwhile wait for it. Never rejects; a read
+   * that fails fails the actor, as a replay would.
+   */
+  async refresh(): Promise<void> {
+    await this.start();
+    for (;;) {
+      await this.whenIdle();
+      if (this.#lifecycle !== 'ready') return;
+      if (this.#running === undefined && this.mailboxDepth === 0) break;
+    }
+    const caughtUp = this.#catchUp().then(() => undefined);
+    this.#running = caughtUp;
+    void caughtUp.finally(() => {
+      if (this.#running !== caughtUp) return;
+      this.#running = undefined;
+      if (this.mailboxDepth > 0) {
+        this.#kick();
+      } else {
+        const waiters = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const wake of waiters) wake();
+      }
+    });
+    await caughtUp;
+  }
+
   /** Rejects every command still waiting (not the batch in flight); returns how many. */
   rejectQueued(error: JetactorError): number {
     const waiting = this.#mailbox.splice(this.#head);

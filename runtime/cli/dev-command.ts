@@ -3,6 +3,13 @@ import type { Readable, Writable } from 'node:stream';
 import { describeError, isJetactorError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createNode, type DomainNode } from '../node/domain-node.js';
+import type { DomainDefinition } from '../domain/define-domain.js';
+import { CommandRouter } from '../messaging/command-router.js';
+import { createNodeService } from '../messaging/node-service.js';
+import type { ServiceResponder } from '../messaging/service-responder.js';
+import { DEFAULT_PREFIX, commandSubject } from '../nats/subjects.js';
+import { packageVersion } from './cli-io.js';
+import { exampleCommand } from './example-command.js';
 import { loadDomains } from './load-domains.js';
 import { openBackend, type BackendOptions } from './open-backend.js';
 
@@ -41,9 +48,25 @@ export async function devCommand(
     store: backend.store,
     ...(backend.snapshots === undefined ? {} : { snapshots: backend.snapshots }),
   });
+  let router: CommandRouter | undefined;
+  let service: ServiceResponder | undefined;
   try {
     await node.start();
+    if (backend.connection !== undefined) {
+      router = new CommandRouter({ node, connection: backend.connection, prefix: backend.prefix });
+      await router.start();
+      service = createNodeService({
+        connection: backend.connection,
+        node,
+        router,
+        prefix: backend.prefix,
+        version: packageVersion(),
+        logger,
+      });
+      await service.start();
+    }
   } catch (error) {
+    await node.stop(1_000);
     await backend.close();
     throw error;
   }
@@ -52,7 +75,8 @@ export async function devCommand(
     .join('; ');
   io.errors.write(
     `jetactor dev: local node on ${backend.description}, hosting ${summary}.\n` +
-      `Try: ${example(node)}   (type "help" for more, Ctrl-D to stop)\n`,
+      `Try: ${example(node)}   (type "help" for more, Ctrl-D to stop)\n` +
+      (backend.url === undefined ? '' : overNats(domains, backend.url, backend.prefix)),
   );
   const lines = createInterface({ input: io.input, terminal: false });
   let stopping = false;
@@ -73,7 +97,10 @@ export async function devCommand(
   // After "quit" the input may still be open (a pipe); stop reading it so the process can exit.
   lines.close();
   io.input.destroy();
+  await router?.stop(5_000);
   const { interrupted } = await node.stop(5_000);
+  await router?.settled();
+  await service?.stop();
   await backend.close();
   io.errors.write(
     `jetactor dev: stopped${interrupted ? ` (${interrupted} commands interrupted)` : ''}.\n`,
@@ -156,6 +183,17 @@ function qualified(name: string | undefined): [string | undefined, string] {
   const value = name ?? '';
   const dot = value.indexOf('.');
   return dot < 0 ? [undefined, value] : [value.slice(0, dot), value.slice(dot + 1)];
+}
+
+/** How to reach the dev node from other terminals. */
+function overNats(domains: readonly DomainDefinition[], url: string, prefix: string): string {
+  const { domain, aggregate, command, input } = exampleCommand(domains);
+  const flags = `--nats ${url}${prefix === DEFAULT_PREFIX ? '' : ` --prefix ${prefix}`}`;
+  return (
+    `Commands over NATS at ${url} (from another terminal):\n` +
+    `  jetactor send ${domain}.${aggregate}.demo-1 ${command} '${input}' ${flags}\n` +
+    `  nats req ${commandSubject(prefix, { domain, aggregate, id: 'demo-1' }, command)} '${input}' --server ${url}\n`
+  );
 }
 
 function example(node: DomainNode): string {

@@ -4,6 +4,10 @@ import { parseArgs } from 'node:util';
 import { describeError, isJetactorError } from '../errors.js';
 import { createLogger, type LogLevel } from '../logger.js';
 import { devCommand } from './dev-command.js';
+import { processIO } from './cli-io.js';
+import { vizCommand } from './viz-command.js';
+import { natsCommands } from './nats-commands.js';
+import { deadlettersCommand } from './deadletters-command.js';
 
 const usage = `Usage: jetactor <command> [options]
 
@@ -11,7 +15,21 @@ Commands:
   dev [domain modules…]   run a local node with a command console (default domain: the
                           bundled flight domain; "bank" is bundled too). Events go to an
                           embedded nats-server (store .jetactor/nats) when nats-server is
-                          installed, else to memory.
+                          installed, else to memory. On NATS it also serves the commands
+                          over NATS (jetactor send) and prints the URL to use.
+  node <domain modules…>  run a node serving the domains' commands over NATS (one or many
+                          processes per domain); see jetactor node --help
+  send <domain>.<Aggregate>.<id> <command> [json]
+                          send a command to the nodes and print the reply
+  state <domain>.<Aggregate>.<id> [--history]
+                          print an aggregate's state (and its events) from a node
+  events <domain> [--aggregate X] [--id Y] [--follow]
+                          print a domain's stored events as JSON lines
+  deadletters list|replay <id>|discard <id>
+                          list reactors' dead letters (JSON lines), replay one through
+                          its reactor on a running node, or discard it
+  viz <domain modules…>   draw aggregate state machines (mermaid, dot, svg, json); "runtime"
+                          draws the runtime's own; see jetactor viz --help
   help                    show this help
   version                 print the version
 
@@ -28,6 +46,10 @@ const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'viz') return vizCommand(argv.slice(1), processIO()); // parses its own options
+  if (argv[0] === 'deadletters') return deadlettersCommand(argv.slice(1), processIO()); // own options
+  const natsCommand = natsCommands[argv[0] ?? ''];
+  if (natsCommand !== undefined) return natsCommand(argv.slice(1), processIO()); // own options
   let parsed;
   try {
     parsed = parseArgs({

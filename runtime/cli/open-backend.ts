@@ -8,6 +8,7 @@ import { KvSnapshotStore } from '../event-store/kv-snapshot-store.js';
 import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import type { Logger } from '../logger.js';
 import { LocalNatsServer, bundledNatsConfig, findNatsServer } from '../nats/local-nats-server.js';
+import { DEFAULT_PREFIX } from '../nats/subjects.js';
 
 /** Where a CLI node keeps its events. */
 export interface BackendOptions {
@@ -25,6 +26,12 @@ export interface BackendOptions {
 export interface Backend {
   store: EventStore;
   snapshots?: SnapshotStore;
+  /** The NATS connection, when the store is on NATS (the command router serves on it). */
+  connection?: NatsConnection;
+  /** The URL other processes use to reach that NATS server. */
+  url?: string;
+  /** The subject, stream and bucket prefix. */
+  prefix: string;
   /** One line saying where events live, for the user. */
   description: string;
   /** Closes the store, the connection and the embedded server, if any. */
@@ -40,7 +47,9 @@ export async function openBackend(options: BackendOptions, logger: Logger): Prom
   if (options.memory === true) return memoryBackend('the in-memory store (--memory)');
   if (options.natsUrl !== undefined) {
     const nc = await connectTo(options.natsUrl);
-    return natsBackend(nc, options, `NATS at ${options.natsUrl}`, () => Promise.resolve());
+    return natsBackend(nc, options, options.natsUrl, `NATS at ${options.natsUrl}`, () =>
+      Promise.resolve(),
+    );
   }
   try {
     findNatsServer();
@@ -63,6 +72,7 @@ export async function openBackend(options: BackendOptions, logger: Logger): Prom
     return await natsBackend(
       nc,
       options,
+      server.url,
       `an embedded nats-server ${server.version} at ${server.url} (store ${dataDir})`,
       async () => {
         await server.stop();
@@ -77,12 +87,13 @@ export async function openBackend(options: BackendOptions, logger: Logger): Prom
 
 function memoryBackend(description: string): Backend {
   const store = new InMemoryEventStore();
-  return { store, description, close: () => store.close() };
+  return { store, prefix: DEFAULT_PREFIX, description, close: () => store.close() };
 }
 
 async function natsBackend(
   nc: NatsConnection,
   options: BackendOptions,
+  url: string,
   description: string,
   after: () => Promise<void>,
 ): Promise<Backend> {
@@ -93,6 +104,9 @@ async function natsBackend(
     return {
       store,
       snapshots,
+      connection: nc,
+      url,
+      prefix: options.prefix ?? DEFAULT_PREFIX,
       description,
       close: async () => {
         await store.close();

@@ -191,6 +191,21 @@ export class JetStreamEventStore implements EventStore {
     return new JetStreamEventStore(resolved, jsm);
   }
 
+  /** The connection the store uses (the caller's; the store never closes it). */
+  get connection(): NatsConnection {
+    return this.#nc;
+  }
+
+  /** First token of the store's subjects, streams and buckets. */
+  get prefix(): string {
+    return this.#options.prefix;
+  }
+
+  /** Codec of commit envelopes. */
+  get codec(): Codec {
+    return this.#codec;
+  }
+
   /** The stream that holds a domain's commits. */
   streamName(domain: string): string {
     return streamName(this.#options.prefix, domain);

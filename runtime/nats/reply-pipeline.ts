@@ -4,6 +4,7 @@ import {
   type Msg,
   type NatsConnection,
   type Payload,
+  type Subscription,
 } from '@nats-io/transport-node';
 import type { Clock, TimerHandle } from '../clock.js';
 
@@ -39,6 +40,7 @@ export class ReplyPipeline {
   readonly #timeoutMs: number;
   readonly #prefix: string;
   readonly #waiting = new Map<number, Waiting>();
+  readonly #subscription: Subscription;
   #next = 1;
   #sweep: TimerHandle | undefined;
   #closed = false;
@@ -48,7 +50,7 @@ export class ReplyPipeline {
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
     this.#prefix = createInbox();
-    nc.subscribe(`${this.#prefix}.*`, {
+    this.#subscription = nc.subscribe(`${this.#prefix}.*`, {
       callback: (error, msg) => {
         if (error === null) this.#onReply(msg);
       },
@@ -86,8 +88,15 @@ export class ReplyPipeline {
     });
   }
 
-  /** Rejects everything waiting and takes no more requests. */
+  /** Rejects everything waiting, unsubscribes and takes no more requests. */
   close(why = 'the pipeline was closed'): void {
+    if (!this.#closed && !this.#nc.isClosed()) {
+      try {
+        this.#subscription.unsubscribe();
+      } catch {
+        // The connection is closing: the subscription goes with it.
+      }
+    }
     this.#closed = true;
     if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;

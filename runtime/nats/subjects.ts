@@ -31,7 +31,81 @@ export function parseEventSubject(prefix: string, subject: string): StreamRef | 
   return { domain, aggregate, id };
 }
 
+/**
+ * Subjects a node serves a domain's commands on: `<prefix>.cmd.<domain>.>`. Nodes subscribe in
+ * the queue group {@link commandQueueGroup}, so each command goes to one of them.
+ */
+export function domainCommandSubjects(prefix: string, domain: string): string {
+  return `${prefix}.cmd.${domain}.>`;
+}
+
+/** The queue group of a domain's command subscriptions: `<prefix>.cmd.<domain>`. */
+export function commandQueueGroup(prefix: string, domain: string): string {
+  return `${prefix}.cmd.${domain}`;
+}
+
+/** The subject of one command: `<prefix>.cmd.<domain>.<Aggregate>.<id>.<command>`. */
+export function commandSubject(prefix: string, stream: StreamRef, command: string): string {
+  return `${prefix}.cmd.${stream.domain}.${stream.aggregate}.${stream.id}.${command}`;
+}
+
+/** Subjects a node answers state requests of a domain on: `<prefix>.view.<domain>.>`. */
+export function domainViewSubjects(prefix: string, domain: string): string {
+  return `${prefix}.view.${domain}.>`;
+}
+
+/** The queue group of a domain's view subscriptions: `<prefix>.view.<domain>`. */
+export function viewQueueGroup(prefix: string, domain: string): string {
+  return `${prefix}.view.${domain}`;
+}
+
+/** The subject that answers an aggregate's current state: `<prefix>.view.<domain>.<Aggregate>.<id>`. */
+export function viewSubject(prefix: string, stream: StreamRef): string {
+  return `${prefix}.view.${stream.domain}.${stream.aggregate}.${stream.id}`;
+}
+
 /** Name of a domain's snapshot bucket: `<prefix>_snapshots_<domain>`. */
 export function snapshotBucket(prefix: string, domain: string): string {
   return `${prefix}_snapshots_${domain}`;
+}
+
+/** Subjects of one aggregate type's commits: `<prefix>.evt.<domain>.<Aggregate>.*`. */
+export function aggregateEventSubjects(prefix: string, domain: string, aggregate: string): string {
+  return `${prefix}.evt.${domain}.${aggregate}.*`;
+}
+
+/** Name of a reactor's durable consumer on its domain's stream: `<prefix>_<domain>_<reactor>`. */
+export function reactorConsumerName(prefix: string, domain: string, reactor: string): string {
+  return `${prefix}_${domain}_${reactor}`;
+}
+
+/** Name of the dead-letter stream shared by every reactor: `<prefix>_deadletters`. */
+export function deadLetterStream(prefix: string): string {
+  return `${prefix}_deadletters`;
+}
+
+/**
+ * Subject of a reactor's dead letters, `<prefix>.dlq.<domain>.<reactor>`; either part may be `*`
+ * to match every domain or reactor.
+ */
+export function deadLetterSubject(prefix: string, domain: string, reactor: string): string {
+  return `${prefix}.dlq.${domain}.${reactor}`;
+}
+
+/**
+ * Subject on which the node hosting a reactor answers requests about its dead letters:
+ * `<prefix>.rx.<domain>.<reactor>.<operation>` (`replay` or `discard`).
+ */
+export function reactorControlSubject(
+  prefix: string,
+  domain: string,
+  reactor: string,
+  operation: 'replay' | 'discard',
+): string {
+  return `${prefix}.rx.${domain}.${reactor}.${operation}`;
+}
+
+/** Name of a domain's partition lease bucket: `<prefix>_leases_<domain>`. */
+export function leaseBucket(prefix: string, domain: string): string {
+  return `${prefix}_leases_${domain}`;
 }

@@ -18,9 +18,17 @@ import { ConfigError, DefinitionError, RejectionError } from '../errors.js';
 import type { EventStore } from '../event-store/event-store.js';
 import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import { InMemoryEventStore } from '../event-store/in-memory-event-store.js';
+import { JetStreamEventStore } from '../event-store/jetstream-event-store.js';
 import { createLogger, type Logger } from '../logger.js';
 import { whyNotSubjectToken } from '../names.js';
 import { InProcessReactors } from '../reactors/in-process-reactors.js';
+import { JetStreamReactors } from '../reactors/jetstream-reactors.js';
+import type { ReactorStats } from '../reactors/reactor-dispatcher.js';
+import {
+  reactorHostOptionsSchema,
+  type ReactorHost,
+  type ReactorHostOptions,
+} from '../reactors/reactor-host.js';
 import {
   Supervisor,
   shuttingDown,
@@ -84,6 +92,7 @@ const nodeOptionsSchema = z
       .custom<() => string>((f) => typeof f === 'function', 'expected a function returning an id')
       .optional(),
     supervisor: supervisorSchema.prefault({}),
+    reactors: reactorHostOptionsSchema.prefault({}),
   })
   .strict();
 
@@ -106,6 +115,11 @@ export interface NodeOptions {
   newId?: () => string;
   /** Supervisor and actor tuning; every field has a default. */
   supervisor?: Partial<SupervisorOptions>;
+  /**
+   * Reactor hosting: `send` for commands to domains this node does not host, and on JetStream
+   * `ackWaitMs` and `maxAckPending`; every field has a default.
+   */
+  reactors?: Partial<ReactorHostOptions>;
 }
 
 const commandOptionsSchema = z.object({
@@ -127,7 +141,7 @@ export class DomainNode {
   readonly logger: Logger;
   readonly #domains = new Map<string, DomainDefinition>();
   readonly #supervisor: Supervisor;
-  readonly #reactors: InProcessReactors;
+  readonly #reactors: ReactorHost;
   readonly #clock: Clock;
   readonly #newId: () => string;
   readonly #ownsStore: boolean;
@@ -166,12 +180,43 @@ export class DomainNode {
       logger: this.logger,
       options: Object.freeze({ ...config.supervisor }),
     });
-    this.#reactors = new InProcessReactors({
-      store: this.store,
+    const { send, ...acks } = config.reactors;
+    let remote = send;
+    const reactorDeps = {
       clock: this.#clock,
       logger: this.logger,
-      send: (command) => this.#execute(command),
-    });
+      send: (command: CommandRequest): Promise<CommandResult> => {
+        if (command.domain === undefined || this.#domains.has(command.domain)) {
+          return this.#execute(command);
+        }
+        if (remote !== undefined) return remote(command);
+        return Promise.reject(
+          new RejectionError(
+            'UNKNOWN_DOMAIN',
+            `A reactor sent ${command.aggregate}.${command.command} to domain ${JSON.stringify(command.domain)}, which this node does not host (it hosts ${[...this.#domains.keys()].join(', ')}); host it here, run the node on NATS (JetStreamEventStore), or pass createNode({ reactors: { send } }).`,
+            { details: { domain: command.domain } },
+          ),
+        );
+      },
+    };
+    if (this.store instanceof JetStreamEventStore) {
+      const host = new JetStreamReactors({ ...reactorDeps, store: this.store, options: acks });
+      remote ??= (command) => host.sendRemote(command);
+      this.#reactors = host;
+    } else {
+      this.#reactors = new InProcessReactors({ ...reactorDeps, store: this.store });
+    }
+    for (const domain of config.domains) {
+      for (const reactor of domain.reactors) this.#reactors.subscribe(domain, reactor);
+    }
+  }
+
+  /**
+   * The node's reactors: durable JetStream consumers on a `JetStreamEventStore`, in-process
+   * otherwise. Their stats, workers and dead letters (list, replay, discard).
+   */
+  get reactors(): ReactorHost {
+    return this.#reactors;
   }
 
   /** The hosted domains. */
@@ -192,7 +237,12 @@ export class DomainNode {
       this.#started = false;
       throw error;
     }
-    this.#reactors.start(this.domains);
+    try {
+      await this.#reactors.listen();
+    } catch (error) {
+      this.#started = false;
+      throw error;
+    }
     this.logger.info({ domains: [...this.#domains.keys()] }, 'node started');
   }
 
@@ -267,19 +317,27 @@ export class DomainNode {
     }
   }
 
-  /** Supervisor counters. */
-  stats(): SupervisorStats & { deadLetters: number } {
-    return { ...this.#supervisor.stats(), deadLetters: this.#reactors.deadLetters };
+  /**
+   * Supervisor counters, events dead-lettered by reactors since start, and each reactor's counters
+   * (keyed `<domain>.<reactor>`: handled, retries, dead letters, in flight, blocked, lag, workers).
+   */
+  stats(): SupervisorStats & { deadLetters: number; reactors: Record<string, ReactorStats> } {
+    return {
+      ...this.#supervisor.stats(),
+      deadLetters: this.#reactors.deadLettered,
+      reactors: this.#reactors.stats(),
+    };
   }
 
   /**
    * Graceful stop: takes no new commands (they get a retryable `SHUTTING_DOWN`), stops reactors
-   * (a handler already running finishes, with the commands it sends), lets queued and in-flight
-   * commands finish within `timeoutMs` (the rest get `SHUTTING_DOWN`) and passivates actors.
+   * (handlers already running may finish within `timeoutMs`, with the commands they send; events
+   * not finished are not acknowledged), lets queued and in-flight commands finish within
+   * `timeoutMs` (the rest get `SHUTTING_DOWN`) and passivates actors.
    */
   async stop(timeoutMs = 10_000): Promise<{ interrupted: number }> {
     this.#stopping = true;
-    await this.#reactors.close();
+    await this.#reactors.close(timeoutMs);
     const result = await this.#supervisor.stop(timeoutMs);
     if (this.#ownsStore) await this.store.close();
     this.logger.info({ interrupted: result.interrupted }, 'node stopped');

@@ -93,7 +93,10 @@ export class Supervisor {
     return result;
   }
 
-  /** The confirmed state of an aggregate, spawning (replaying) it when needed. */
+  /**
+   * The confirmed state of an aggregate as stored: spawns (replays) the actor when needed, else
+   * applies the commits stored since it last looked.
+   */
   async view(
     domain: string,
     definition: AnyAggregateDefinition,
@@ -102,8 +105,8 @@ export class Supervisor {
     if (this.#stopping) throw shuttingDown();
     const actor = this.#actorFor(domain, definition, id);
     if (actor instanceof InfrastructureError) throw actor;
-    await actor.start();
-    await actor.whenIdle();
+    // Another node may have appended since this actor last looked: catch up first.
+    await actor.refresh();
     if (actor.failure) throw actor.failure;
     return actor.view();
   }

@@ -1,115 +1,94 @@
-import type { CommandRequest, CommandResult } from '../aggregate/command.js';
-import type { Clock } from '../clock.js';
 import type { DomainDefinition } from '../domain/define-domain.js';
-import type {
-  ReactorContext,
-  ReactorDefinition,
-  ReactorHandler,
-} from '../domain/define-reactor.js';
-import type { StoredEvent } from '../domain/events.js';
-import { describeError } from '../errors.js';
+import { InfrastructureError } from '../errors.js';
 import type { Commit, EventStore, StoreSubscription } from '../event-store/event-store.js';
-import type { Logger } from '../logger.js';
+import type { DeadLetter } from './dead-letter-store.js';
+import { InMemoryDeadLetterStore } from './in-memory-dead-letter-store.js';
+import type { Delivery, ReactorDispatcher } from './reactor-dispatcher.js';
+import { ReactorHostBase, type ReactorHostDeps } from './reactor-host.js';
 
 /** What {@link InProcessReactors} needs from the node. */
-export interface InProcessReactorsDeps {
+export interface InProcessReactorsDeps extends Omit<ReactorHostDeps, 'deadLetters'> {
+  /** The store whose subscription feeds the reactors. */
   store: EventStore;
-  clock: Clock;
-  logger: Logger;
-  send: (command: CommandRequest) => Promise<CommandResult>;
+  /** Where dead letters go; default a new `InMemoryDeadLetterStore`. */
+  deadLetters?: ReactorHostDeps['deadLetters'];
 }
 
+/** Commits a reactor takes in before the store's subscription waits for it. */
+const MAX_IN_HAND = 1_000;
+
 /**
- * Runs reactors in the node's process on the store's subscription: each reactor sees every
- * commit of its domain in order, handlers are retried with backoff, and an event that still fails
- * after the last try is logged as dead-lettered and passed over.
- *
- * This is the embedded runner; durable JetStream consumers take its place on a NATS server.
+ * Runs reactors in the node's process on the store's subscription (the embedded runner, used
+ * with the in-memory store). Each reactor reads its domain's commits from the beginning every
+ * time it listens (commands it sends are deduplicated by their derived ids), handles them in
+ * order per aggregate and in parallel across aggregates, retries with backoff, and keeps dead
+ * letters in memory. Nothing is durable: use `JetStreamReactors` for that.
  */
-export class InProcessReactors {
-  readonly #deps: InProcessReactorsDeps;
+export class InProcessReactors extends ReactorHostBase {
+  readonly #store: EventStore;
   readonly #subscriptions: StoreSubscription[] = [];
-  #deadLetters = 0;
 
   constructor(deps: InProcessReactorsDeps) {
-    this.#deps = deps;
+    super({ ...deps, deadLetters: deps.deadLetters ?? new InMemoryDeadLetterStore() });
+    this.#store = deps.store;
   }
 
-  /** Starts every reactor of the domains. */
-  start(domains: readonly DomainDefinition[]): void {
-    for (const domain of domains) {
-      for (const reactor of domain.reactors) {
-        this.#subscriptions.push(
-          this.#deps.store.subscribe(domain.name, (commit) => this.#handle(reactor, commit)),
-        );
-      }
+  protected start(dispatchers: readonly ReactorDispatcher[]): Promise<void> {
+    for (const dispatcher of dispatchers) {
+      if (dispatcher.aggregates.size === 0) continue;
+      this.#subscriptions.push(
+        this.#store.subscribe(dispatcher.domain.name, async (commit) => {
+          if (!dispatcher.aggregates.has(commit.stream.aggregate)) return;
+          dispatcher.dispatch(delivery(commit));
+          await dispatcher.whenBelow(MAX_IN_HAND);
+        }),
+      );
     }
+    return Promise.resolve();
   }
 
-  /** Events given up on since start. */
-  get deadLetters(): number {
-    return this.#deadLetters;
-  }
-
-  /** Stops delivery; lets the handler in progress finish. */
-  async close(): Promise<void> {
+  protected async stop(timeoutMs: number): Promise<void> {
+    const closing = [...this.dispatchers.values()].map((d) => d.close(timeoutMs));
     await Promise.all(this.#subscriptions.splice(0).map((s) => s.close()));
+    await Promise.all(closing);
+    for (const dispatcher of this.dispatchers.values()) dispatcher.giveBack();
   }
 
-  async #handle(reactor: ReactorDefinition, commit: Commit): Promise<void> {
-    const handlers = reactor.on as Readonly<
-      Record<string, ReactorHandler<StoredEvent> | undefined>
-    >;
-    for (const event of commit.events) {
-      const handler = handlers[`${event.meta.aggregate}.${event.type}`];
-      if (handler === undefined) continue;
-      await this.#run(reactor, handler, event);
-    }
-  }
-
-  async #run(
-    reactor: ReactorDefinition,
-    handler: ReactorHandler<StoredEvent>,
-    event: StoredEvent,
-  ): Promise<void> {
-    const { clock } = this.#deps;
-    const eventRef = `${event.meta.domain}/${event.meta.aggregate}/${event.meta.aggregateId}@${event.meta.version}`;
-    const logger = this.#deps.logger.child({
-      reactor: reactor.name,
-      event: eventRef,
-      type: event.type,
-    });
-    for (let attempt = 1; ; attempt += 1) {
-      let sends = 0;
-      const ctx: ReactorContext = {
-        logger,
-        clock,
-        send: (command) => {
-          sends += 1;
-          return this.#deps.send({
-            ...command,
-            commandId: command.commandId ?? `${reactor.name}:${eventRef}:${sends}`,
-            correlationId: command.correlationId ?? event.meta.correlationId,
-            causationId: command.causationId ?? eventRef,
-          });
-        },
+  protected async load(domain: DomainDefinition, deadLetter: DeadLetter): Promise<Commit> {
+    if (deadLetter.aggregate !== undefined && deadLetter.aggregateId !== undefined) {
+      const stream = {
+        domain: domain.name,
+        aggregate: deadLetter.aggregate,
+        id: deadLetter.aggregateId,
       };
-      try {
-        await handler(event, ctx);
-        return;
-      } catch (error) {
-        if (attempt >= reactor.retry.attempts) {
-          this.#deadLetters += 1;
-          logger.error(
-            { err: error, attempts: attempt },
-            `reactor gave up on the event after ${attempt} tries: ${describeError(error)}`,
-          );
-          return;
-        }
-        const delay = reactor.retry.backoffMs * 2 ** (attempt - 1);
-        logger.warn({ err: error, attempt, retryInMs: delay }, 'reactor handler failed; retrying');
-        await new Promise<void>((resolve) => clock.setTimeout(resolve, delay));
+      for await (const commit of this.#store.read(stream, deadLetter.sequence - 1)) {
+        if (commit.position === deadLetter.sequence) return commit;
+        break;
       }
     }
+    throw new InfrastructureError(
+      'CORRUPT_DATA',
+      `Dead letter ${deadLetter.id} refers to the commit at position ${deadLetter.sequence} of "${deadLetter.subject}", which the store no longer has; discard it.`,
+      { details: { subject: deadLetter.subject, sequence: deadLetter.sequence } },
+    );
   }
+
+  protected pending(): number {
+    return 0;
+  }
+}
+
+function delivery(commit: Commit): Delivery {
+  const { stream } = commit;
+  const subject = `${stream.domain}.${stream.aggregate}.${stream.id}`;
+  return {
+    key: subject,
+    subject,
+    sequence: commit.position,
+    stream,
+    decode: () => commit,
+    ack: () => undefined,
+    nak: () => undefined,
+    working: () => undefined,
+  };
 }

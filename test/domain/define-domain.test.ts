@@ -131,15 +131,45 @@ describe('defineDomain', () => {
 
 describe('defineReactor', () => {
   it('retries 5 times from 100 ms unless told otherwise', () => {
-    expect(audit.retry).toEqual({ attempts: 5, backoffMs: 100 });
+    expect(audit.retry).toEqual({ attempts: 5, backoffMs: 100, maxBackoffMs: 30_000 });
     const patient = defineReactor({
       name: 'patient',
       aggregates: [Account],
       on: {},
       retry: { attempts: 9 },
     });
-    expect(patient.retry).toEqual({ attempts: 9, backoffMs: 100 });
+    expect(patient.retry).toEqual({ attempts: 9, backoffMs: 100, maxBackoffMs: 30_000 });
     expect(Object.isFrozen(patient)).toBe(true);
+    expect(Object.isFrozen(patient.retry)).toBe(true);
+  });
+
+  it('runs 16 aggregates at once and skips past dead letters unless told otherwise', () => {
+    expect(audit).toMatchObject({ concurrency: 16, deadLetters: 'skip' });
+    const strict = defineReactor({
+      name: 'strict',
+      aggregates: [Account],
+      on: {},
+      concurrency: 2,
+      deadLetters: 'wait',
+    });
+    expect(strict).toMatchObject({ concurrency: 2, deadLetters: 'wait' });
+  });
+
+  it('refuses invalid settings with INVALID_DEFINITION naming each one', () => {
+    const error = definitionErrorOf(() =>
+      defineReactor({
+        name: 'audit',
+        aggregates: [Account],
+        on: {},
+        concurrency: 0,
+        retry: { attempts: 1.5 },
+        deadLetters: 'drop' as never,
+      }),
+    );
+    expect(error.code).toBe('INVALID_DEFINITION');
+    expect(error.message).toContain('concurrency 0');
+    expect(error.message).toContain('retry.attempts 1.5');
+    expect(error.message).toContain('deadLetters "drop"');
   });
 
   it('refuses an invalid name with INVALID_NAME', () => {

@@ -54,6 +54,7 @@ describe('supervisor', () => {
       failed: 0,
       mailboxDepth: 0,
       deadLetters: 0,
+      reactors: {},
     });
   });
 

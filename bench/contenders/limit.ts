@@ -1,0 +1,102 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { createRawStream, startBenchServer, type BenchServer } from '../bench-server.js';
+import type { BankContender } from '../contender.js';
+
+interface Waiting {
+  subject: string;
+  resolve: (seq: number) => void;
+  reject: (error: Error) => void;
+}
+
+/** JetStream's error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+/**
+ * The limit R: acknowledged appends as lean as they can be written. Plain `publish()` with a reply
+ * subject under one wildcard acknowledgement subscription (no per-message inbox or timer), each
+ * message with `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` (the last sequence this
+ * writer saw on the subject), a payload of the size of a jetactor commit. No domain, no state, no
+ * decoding beyond the acknowledgement.
+ */
+export class LimitContender implements BankContender {
+  readonly name: string;
+  readonly #bench: BenchServer;
+  readonly #nc: NatsConnection;
+  readonly #payload: Uint8Array;
+  readonly #inbox = createInbox();
+  readonly #waiting = new Map<number, Waiting>();
+  readonly #lastSequence = new Map<string, number>();
+  #next = 1;
+  #conflicts = 0;
+
+  private constructor(name: string, bench: BenchServer, payloadSize: number) {
+    this.name = name;
+    this.#bench = bench;
+    this.#nc = bench.nc;
+    this.#payload = randomBytes(payloadSize);
+    this.#nc.subscribe(`${this.#inbox}.*`, {
+      callback: (error, msg) => {
+        if (error === null) this.#onAck(msg);
+      },
+    });
+  }
+
+  /** Starts a fresh server with a stream `limit` on `limit.>`. */
+  static async start(name: string, payloadSize: number): Promise<LimitContender> {
+    const bench = await startBenchServer(name);
+    await createRawStream(bench.nc, 'limit', 'limit.>');
+    return new LimitContender(name, bench, payloadSize);
+  }
+
+  /** Nothing to open: the limit has no domain. */
+  open(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  deposit(id: string): Promise<number> {
+    const subject = `limit.${id}`;
+    const h = headers();
+    h.set('Nats-Msg-Id', randomUUID());
+    h.set('Nats-Expected-Last-Subject-Sequence', String(this.#lastSequence.get(subject) ?? 0));
+    const ackId = this.#next++;
+    return new Promise<number>((resolve, reject) => {
+      this.#waiting.set(ackId, { subject, resolve, reject });
+      this.#nc.publish(subject, this.#payload, { reply: `${this.#inbox}.${ackId}`, headers: h });
+    });
+  }
+
+  takeCounters(): Record<string, number> {
+    const counters = { conflicts: this.#conflicts };
+    this.#conflicts = 0;
+    return counters;
+  }
+
+  async close(): Promise<void> {
+    await this.#bench.close();
+  }
+
+  #onAck(msg: Msg): void {
+    const ackId = Number(msg.subject.slice(this.#inbox.length + 1));
+    const waiting = this.#waiting.get(ackId);
+    if (waiting === undefined) return;
+    this.#waiting.delete(ackId);
+    if (msg.headers?.hasError) {
+      waiting.reject(
+        new Error(`no acknowledgement: ${msg.headers.code} ${msg.headers.description}`),
+      );
+      return;
+    }
+    const ack = JSON.parse(new TextDecoder().decode(msg.data)) as {
+      seq?: number;
+      error?: { err_code?: number; description?: string };
+    };
+    if (ack.error !== undefined || typeof ack.seq !== 'number') {
+      if (ack.error?.err_code === WRONG_LAST_SEQUENCE) this.#conflicts += 1;
+      waiting.reject(new Error(`append refused: ${ack.error?.description ?? 'no sequence'}`));
+      return;
+    }
+    this.#lastSequence.set(waiting.subject, ack.seq);
+    waiting.resolve(ack.seq);
+  }
+}

@@ -1,0 +1,15 @@
+import type { CliIO } from './cli-io.js';
+import { eventsCommand } from './events-command.js';
+import { nodeCommand } from './node-command.js';
+import { sendCommand } from './send-command.js';
+import { stateCommand } from './state-command.js';
+
+/** The CLI commands that talk to NATS; each parses its own options (`--help` on each). */
+export const natsCommands: Readonly<
+  Record<string, (argv: readonly string[], io: CliIO) => Promise<number>>
+> = Object.freeze({
+  node: nodeCommand,
+  send: sendCommand,
+  state: stateCommand,
+  events: eventsCommand,
+});

@@ -1,0 +1,22 @@
+import type { Codec } from './codec.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * JSON as UTF-8 text: what the `nats` CLI and curl-minded tools send. `undefined` fields are
+ * dropped; binary data does not survive (use msgpack for that).
+ */
+export class JsonCodec implements Codec {
+  readonly contentType = 'application/json';
+
+  encode(value: unknown): Uint8Array {
+    const text = JSON.stringify(value);
+    if (text === undefined) throw new TypeError(`${String(value)} has no JSON form`);
+    return encoder.encode(text);
+  }
+
+  decode(bytes: Uint8Array): unknown {
+    return JSON.parse(decoder.decode(bytes));
+  }
+}

@@ -1,0 +1,438 @@
+import { randomUUID } from 'node:crypto';
+import {
+  Match,
+  headers,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+} from '@nats-io/transport-node';
+import { z } from 'zod';
+import type { AggregateView } from '../aggregate/aggregate-actor.js';
+import type { CommandOptions, CommandRequest, CommandResult } from '../aggregate/command.js';
+import { systemClock, type Clock } from '../clock.js';
+import type { Codec } from '../codec/codec.js';
+import { MsgpackCodec } from '../codec/msgpack-codec.js';
+import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
+import type { DomainDefinition } from '../domain/define-domain.js';
+import {
+  ConfigError,
+  InfrastructureError,
+  JetactorError,
+  RejectionError,
+  describeError,
+  errorFromJSON,
+  type ErrorJSON,
+} from '../errors.js';
+import { isIdentifier, whyNotSubjectToken } from '../names.js';
+import type { AggregateRef } from '../node/domain-node.js';
+import { PipelineClosedError, ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
+import { DEFAULT_PREFIX, commandSubject, viewSubject } from '../nats/subjects.js';
+import { commandHeaders, jsonCodec, mediaType } from './protocol.js';
+
+const optionsSchema = z.strictObject({
+  connection: z.custom<NatsConnection>(
+    (value) => typeof (value as NatsConnection | undefined)?.publish === 'function',
+    { message: 'expected a NatsConnection from @nats-io/transport-node connect()' },
+  ),
+  prefix: z
+    .string()
+    .refine(isIdentifier, {
+      message: 'must be letters, digits, "_" or "-", starting with a letter (as the nodes use)',
+    })
+    .default(DEFAULT_PREFIX),
+  timeoutMs: z.number().int().min(10).default(5_000),
+  retries: z.number().int().min(0).max(100).default(3),
+  backoffMs: z.number().int().min(0).default(100),
+  maxBackoffMs: z.number().int().min(0).default(2_000),
+  codec: z
+    .custom<Codec>((value) => typeof (value as Codec | undefined)?.encode === 'function', {
+      message: 'expected a Codec { contentType, encode, decode }',
+    })
+    .optional(),
+  domains: z
+    .array(
+      z.custom<DomainDefinition>(
+        (d) => (d as DomainDefinition | undefined)?.kind === 'domain',
+        'expected a domain made with defineDomain',
+      ),
+    )
+    .default([]),
+  newId: z
+    .custom<() => string>((f) => typeof f === 'function', 'expected a function returning an id')
+    .optional(),
+  clock: z
+    .custom<Clock>((c) => typeof (c as Clock | undefined)?.now === 'function', 'expected a Clock')
+    .optional(),
+});
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** An open connection; the client never closes it. */
+  connection: NatsConnection;
+  /** First token of the subjects, the same as the nodes'; default `jetactor`. */
+  prefix?: string;
+  /** How long one try waits for its reply, in milliseconds. Default 5000. */
+  timeoutMs?: number;
+  /**
+   * Tries after the first when there is no reply in time, no node listening, or a retryable error
+   * (`kind` conflict or infrastructure). Each try sends the same command id, so a command is
+   * applied at most once. Default 3.
+   */
+  retries?: number;
+  /** Wait before the first retry, in milliseconds; doubles each retry (with jitter). Default 100. */
+  backoffMs?: number;
+  /** Longest wait between tries, in milliseconds. Default 2000. */
+  maxBackoffMs?: number;
+  /** Codec of requests and replies; default msgpack. Replies in JSON are read too. */
+  codec?: Codec;
+  /**
+   * Domains whose aggregates `client.aggregate(Definition, id)` may be given without naming the
+   * domain. Default none: then pass the domain as third argument.
+   */
+  domains?: readonly DomainDefinition<any>[];
+  /** Generates command ids; default `crypto.randomUUID`. */
+  newId?: () => string;
+  /** Clock of the backoff between tries; default the system clock. */
+  clock?: Clock;
+}
+
+const commandOptionsSchema = z.object({
+  commandId: z.string().min(1).max(256).optional(),
+  expectedVersion: z.number().int().nonnegative().optional(),
+  correlationId: z.string().min(1).max(256).optional(),
+  causationId: z.string().min(1).max(256).optional(),
+  actor: z.string().min(1).max(256).optional(),
+});
+
+const optionHeaderNames = {
+  commandId: commandHeaders.commandId,
+  expectedVersion: commandHeaders.expectedVersion,
+  correlationId: commandHeaders.correlationId,
+  causationId: commandHeaders.causationId,
+  actor: commandHeaders.actor,
+} as const satisfies Record<keyof CommandOptions, string>;
+
+/**
+ * Sends commands to jetactor nodes over NATS and returns their replies, or throws the same typed
+ * errors as a node in the same process would (`RejectionError`, `DomainError`, `ConflictError`,
+ * `InfrastructureError`, …).
+ *
+ * Requests travel on `<prefix>.cmd.<domain>.<Aggregate>.<id>.<command>`; all of one client share
+ * one reply subscription. The command id is chosen before the first try and sent on every retry,
+ * so a command is applied at most once however often it is sent.
+ */
+export class JetactorClient {
+  readonly #nc: NatsConnection;
+  readonly #options: Readonly<z.output<typeof optionsSchema>>;
+  readonly #codec: Codec;
+  readonly #clock: Clock;
+  readonly #newId: () => string;
+  readonly #pipeline: ReplyPipeline;
+
+  /** Checks the options; a `ConfigError` names each wrong one. */
+  constructor(options: ClientOptions) {
+    const parsed = optionsSchema.safeParse(options);
+    if (!parsed.success) {
+      throw new ConfigError(
+        `Invalid client options: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`).join('; ')}.`,
+        { details: { issues: parsed.error.issues } },
+      );
+    }
+    this.#options = Object.freeze(parsed.data);
+    this.#nc = parsed.data.connection;
+    this.#codec = parsed.data.codec ?? new MsgpackCodec();
+    this.#clock = parsed.data.clock ?? systemClock;
+    this.#newId = parsed.data.newId ?? randomUUID;
+    this.#pipeline = new ReplyPipeline(this.#nc, this.#clock, parsed.data.timeoutMs);
+  }
+
+  /** The subject prefix. */
+  get prefix(): string {
+    return this.#options.prefix;
+  }
+
+  /**
+   * Typed calls on one aggregate instance, e.g.
+   * `client.aggregate(Account, 'acc-1').deposit({ amount: 10 })`. The domain is looked up in
+   * {@link ClientOptions.domains} unless given.
+   */
+  aggregate<A extends AnyAggregateDefinition>(
+    definition: A,
+    id: string,
+    domain?: string,
+  ): AggregateRef<A> {
+    const ref: Record<string, unknown> = {};
+    for (const name of Object.keys(definition.commands)) {
+      ref[name] = (input: unknown, options: CommandOptions = {}) => {
+        let domainName: string;
+        try {
+          domainName = domain ?? this.#domainOf(definition.name, definition);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return this.execute({
+          ...options,
+          domain: domainName,
+          aggregate: definition.name,
+          id,
+          command: name,
+          input,
+        });
+      };
+    }
+    return ref as AggregateRef<A>;
+  }
+
+  /**
+   * Sends one command and resolves with its result. Rejects with the node's typed error, or with
+   * `REQUEST_TIMEOUT`, `NO_RESPONDERS` or `REQUEST_FAILED` once every try failed.
+   */
+  async execute(request: CommandRequest): Promise<CommandResult> {
+    const domain = request.domain ?? this.#domainOf(request.aggregate);
+    this.#checkTokens(domain, request.aggregate, request.id, request.command);
+    const options = commandOptionsSchema.safeParse(request);
+    if (!options.success) {
+      throw new RejectionError(
+        'INVALID_COMMAND',
+        `Command options are invalid: ${options.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`,
+        { details: { issues: options.error.issues } },
+      );
+    }
+    const commandId = options.data.commandId ?? this.#newId();
+    const h = headers();
+    h.set(commandHeaders.contentType, this.#codec.contentType);
+    const values: CommandOptions = { ...options.data, commandId };
+    for (const [field, header] of Object.entries(optionHeaderNames)) {
+      const value = values[field as keyof CommandOptions];
+      if (value === undefined) continue;
+      if (/[\r\n]/.test(String(value))) {
+        throw new RejectionError(
+          'INVALID_COMMAND',
+          `${field} ${JSON.stringify(value)} contains a line break, which a NATS header cannot carry; remove it.`,
+        );
+      }
+      h.set(header, String(value));
+    }
+    let payload: Uint8Array;
+    try {
+      payload = this.#codec.encode(request.input ?? {});
+    } catch (error) {
+      throw new RejectionError(
+        'INVALID_COMMAND',
+        `The input of ${request.aggregate}.${request.command} cannot be encoded with ${this.#codec.contentType}: ${describeError(error)}. Send plain values.`,
+        { cause: error },
+      );
+    }
+    const subject = commandSubject(
+      this.#options.prefix,
+      { domain, aggregate: request.aggregate, id: request.id },
+      request.command,
+    );
+    const body = await this.#call(subject, payload, h, commandId);
+    return toResult(body, subject);
+  }
+
+  /** The current state of an aggregate instance, from a node hosting its domain. */
+  async view(
+    aggregate: AnyAggregateDefinition | string,
+    id: string,
+    domain?: string,
+  ): Promise<AggregateView> {
+    const name = typeof aggregate === 'string' ? aggregate : aggregate.name;
+    const domainName =
+      domain ?? this.#domainOf(name, typeof aggregate === 'string' ? undefined : aggregate);
+    this.#checkTokens(domainName, name, id, undefined);
+    const h = headers();
+    h.set(commandHeaders.contentType, this.#codec.contentType);
+    const subject = viewSubject(this.#options.prefix, { domain: domainName, aggregate: name, id });
+    const body = await this.#call(subject, new Uint8Array(0), h, undefined);
+    if (typeof body !== 'object' || body === null || !('version' in body)) {
+      throw invalidReply(subject, `the reply ${JSON.stringify(body)} is not an aggregate view`);
+    }
+    return body as AggregateView;
+  }
+
+  /** Stops waiting for replies (pending calls fail with `REQUEST_FAILED`); the connection stays open. */
+  close(): void {
+    this.#pipeline.close('the client was closed');
+  }
+
+  /** Sends a request, retrying with backoff; resolves with the decoded `ok` body. */
+  async #call(
+    subject: string,
+    payload: Uint8Array,
+    h: MsgHdrs,
+    commandId: string | undefined,
+  ): Promise<unknown> {
+    const { retries } = this.#options;
+    for (let attempt = 1; ; attempt++) {
+      let error: JetactorError;
+      try {
+        const msg = await this.#pipeline.request(subject, payload, h);
+        return this.#read(msg, subject);
+      } catch (caught) {
+        error = this.#translate(caught, subject, attempt, commandId);
+      }
+      const retry =
+        error.retryable && error.code !== 'INVALID_REPLY' && error.code !== 'REQUEST_FAILED';
+      if (!retry || attempt > retries) throw error;
+      await this.#sleep(this.#delay(attempt, error));
+    }
+  }
+
+  /** Decodes a reply: its body when ok; throws the error it carries otherwise. */
+  #read(msg: Msg, subject: string): unknown {
+    const status = msg.headers?.get(commandHeaders.status, Match.IgnoreCase) ?? '';
+    if (status === '' && msg.headers?.hasError) {
+      if (msg.headers.code === 503) throw noResponders(subject);
+      throw invalidReply(subject, `NATS status ${msg.headers.code} ${msg.headers.description}`);
+    }
+    const type = mediaType(msg.headers?.get(commandHeaders.contentType, Match.IgnoreCase) ?? '');
+    const codec =
+      type === jsonCodec.contentType || type === ''
+        ? jsonCodec
+        : type === mediaType(this.#codec.contentType)
+          ? this.#codec
+          : undefined;
+    if (codec === undefined) {
+      throw invalidReply(subject, `it has Content-Type ${JSON.stringify(type)}`);
+    }
+    let body: unknown;
+    try {
+      body = codec.decode(msg.data);
+    } catch (error) {
+      throw invalidReply(subject, `its body is not ${codec.contentType}: ${describeError(error)}`);
+    }
+    if (status === 'ok') return body;
+    const carried = (body as { error?: Partial<ErrorJSON> } | null)?.error;
+    if (
+      status === 'error' &&
+      typeof carried?.code === 'string' &&
+      typeof carried.message === 'string' &&
+      typeof carried.kind === 'string'
+    ) {
+      throw errorFromJSON(carried as ErrorJSON);
+    }
+    throw invalidReply(subject, `Jetactor-Status is ${JSON.stringify(status)}`);
+  }
+
+  #translate(
+    caught: unknown,
+    subject: string,
+    attempt: number,
+    commandId: string | undefined,
+  ): JetactorError {
+    if (caught instanceof JetactorError) return caught;
+    const tries = `${attempt} ${attempt === 1 ? 'try' : 'tries'}`;
+    if (caught instanceof ReplyTimeoutError) {
+      return new InfrastructureError(
+        'REQUEST_TIMEOUT',
+        `No reply on ${subject} within ${this.#options.timeoutMs} ms (${tries}). ` +
+          (commandId === undefined
+            ? 'Is a node hosting the domain up and not overloaded?'
+            : `The command may or may not have been applied: send it again with the same command id (${commandId}); it is applied at most once.`),
+        { cause: caught, details: { subject, attempts: attempt, commandId } },
+      );
+    }
+    const closed = caught instanceof PipelineClosedError || this.#nc.isClosed();
+    return new InfrastructureError(
+      'REQUEST_FAILED',
+      `The request on ${subject} could not be sent: ${describeError(caught)}. ${closed ? 'The client or its connection is closed; use an open connection.' : 'Check the connection and the permissions of its user.'}`,
+      { cause: caught, details: { subject, commandId } },
+    );
+  }
+
+  #delay(attempt: number, error: JetactorError): number {
+    const { backoffMs, maxBackoffMs } = this.#options;
+    const exponential = Math.min(maxBackoffMs, backoffMs * 2 ** (attempt - 1));
+    const jittered = exponential / 2 + Math.random() * (exponential / 2);
+    const asked = (error.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+    return typeof asked === 'number' ? Math.min(maxBackoffMs, Math.max(asked, jittered)) : jittered;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#clock.setTimeout(resolve, ms));
+  }
+
+  #domainOf(aggregate: string, definition?: AnyAggregateDefinition): string {
+    const matches = this.#options.domains.filter((d) =>
+      definition === undefined
+        ? Object.hasOwn(d.aggregates, aggregate)
+        : d.aggregates[definition.name] === definition,
+    );
+    const [first] = matches;
+    if (first === undefined || matches.length > 1) {
+      throw new RejectionError(
+        'INVALID_COMMAND',
+        `${first === undefined ? 'No domain given to the client has' : `Domains ${matches.map((d) => d.name).join(' and ')} both have`} an aggregate ${JSON.stringify(aggregate)}; name the domain (client.aggregate(${aggregate}, id, 'domain') or execute({ domain, … })), or pass createClient({ domains: [yourDomain] }).`,
+        { details: { aggregate } },
+      );
+    }
+    return first.name;
+  }
+
+  #checkTokens(domain: string, aggregate: string, id: string, command: string | undefined): void {
+    const why = typeof id === 'string' ? whyNotSubjectToken(id) : 'it is not a string';
+    if (why !== undefined) {
+      throw new RejectionError(
+        'INVALID_ID',
+        `Aggregate id ${JSON.stringify(id)} is not valid: ${why}. Ids become NATS subject tokens; use e.g. letters, digits, "-" and "_".`,
+        { details: { id } },
+      );
+    }
+    const names = { domain, aggregate, ...(command === undefined ? {} : { command }) };
+    for (const [what, value] of Object.entries(names)) {
+      if (typeof value !== 'string' || !isIdentifier(value)) {
+        throw new RejectionError(
+          what === 'domain'
+            ? 'UNKNOWN_DOMAIN'
+            : what === 'aggregate'
+              ? 'UNKNOWN_AGGREGATE'
+              : 'UNKNOWN_COMMAND',
+          `${what} ${JSON.stringify(value)} is not a name a domain can define: use letters, digits, "_" or "-", starting with a letter.`,
+          { details: { [what]: value } },
+        );
+      }
+    }
+  }
+}
+
+/** Creates a client; options are checked at once (a `ConfigError` names every wrong field). */
+export function createClient(options: ClientOptions): JetactorClient {
+  return new JetactorClient(options);
+}
+
+function toResult(body: unknown, subject: string): CommandResult {
+  const value = body as Partial<CommandResult> | null;
+  if (
+    typeof value?.commandId !== 'string' ||
+    typeof value.version !== 'number' ||
+    !Array.isArray(value.events)
+  ) {
+    throw invalidReply(subject, `the reply ${JSON.stringify(body)} is not a command result`);
+  }
+  return {
+    commandId: value.commandId,
+    version: value.version,
+    events: value.events,
+    response: value.response,
+    duplicate: value.duplicate === true,
+  };
+}
+
+function noResponders(subject: string): InfrastructureError {
+  const domain = subject.split('.')[2] ?? '';
+  return new InfrastructureError(
+    'NO_RESPONDERS',
+    `No node listens on ${subject}: no node is running for domain ${JSON.stringify(domain)} with this prefix (or the domain does not exist). Start one (jetactor node <domain module>) and check the domain name and the prefix.`,
+    { details: { subject, domain } },
+  );
+}
+
+function invalidReply(subject: string, why: string): InfrastructureError {
+  return new InfrastructureError(
+    'INVALID_REPLY',
+    `The reply on ${subject} is not a jetactor reply: ${why}. Is something other than a jetactor node subscribed there, or does it use another codec?`,
+    { details: { subject } },
+  );
+}

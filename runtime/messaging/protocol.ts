@@ -1,0 +1,101 @@
+import { Match, headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
+import type { Codec } from '../codec/codec.js';
+import { JsonCodec } from '../codec/json-codec.js';
+import type { ErrorJSON } from '../errors.js';
+
+/**
+ * Headers of the command protocol. Every request header is optional; header names are matched
+ * without regard to case.
+ *
+ * Requests: `Content-Type` (`application/json` or the node's codec, default
+ * `application/msgpack`; without it a body starting with `{` or `[`, or an empty body, is JSON),
+ * `Jetactor-Command-Id`, `Jetactor-Expected-Version` (a decimal integer),
+ * `Jetactor-Correlation-Id`, `Jetactor-Causation-Id`, `Jetactor-Actor`.
+ *
+ * Replies: `Content-Type` (the request's), `Jetactor-Status` (`ok` or `error`) and, on errors,
+ * `Jetactor-Error-Code`.
+ */
+export const commandHeaders = Object.freeze({
+  /** Body format of a request or reply. */
+  contentType: 'Content-Type',
+  /** Idempotency key of the command (1–256 characters). */
+  commandId: 'Jetactor-Command-Id',
+  /** Version the aggregate must be at (decimal integer, 0 = new). */
+  expectedVersion: 'Jetactor-Expected-Version',
+  /** Correlation id copied to the events. */
+  correlationId: 'Jetactor-Correlation-Id',
+  /** Causation id copied to the events. */
+  causationId: 'Jetactor-Causation-Id',
+  /** Who sends the command, recorded on the events. */
+  actor: 'Jetactor-Actor',
+  /** On replies: `ok` or `error`, so a client can tell them apart without decoding. */
+  status: 'Jetactor-Status',
+  /** On error replies: the error's code. */
+  errorCode: 'Jetactor-Error-Code',
+});
+
+/** Value of the `Jetactor-Status` reply header. */
+export type ReplyStatus = 'ok' | 'error';
+
+/** The body of an error reply. */
+export interface ErrorReplyBody {
+  /** The error as {@link JetactorError.toJSON} writes it: code, message, kind, details. */
+  error: ErrorJSON;
+}
+
+/** The one JSON codec the messaging layer uses. */
+export const jsonCodec: Codec = new JsonCodec();
+
+/**
+ * A body format chosen for a request: the codec to decode it with (and whether the body is
+ * blank, which means `{}`), or the `Content-Type` that is not supported.
+ */
+export type BodyFormat =
+  { ok: true; codec: Codec; empty: boolean } | { ok: false; contentType: string };
+
+/**
+ * The body format of a message: its `Content-Type` when set (JSON or `codec`), else JSON when the
+ * body is empty or its first non-blank byte is `{` or `[` (no msgpack value of an object starts
+ * that way), else `codec`.
+ */
+export function bodyFormat(msg: Msg, codec: Codec): BodyFormat {
+  const declared = mediaType(msg.headers?.get(commandHeaders.contentType, Match.IgnoreCase) ?? '');
+  const empty = isBlank(msg.data);
+  if (declared !== '') {
+    if (declared === jsonCodec.contentType) return { ok: true, codec: jsonCodec, empty };
+    if (declared === mediaType(codec.contentType)) return { ok: true, codec, empty };
+    return { ok: false, contentType: declared };
+  }
+  return { ok: true, codec: empty || startsLikeJson(msg.data) ? jsonCodec : codec, empty };
+}
+
+/** `application/json; charset=utf-8` → `application/json`. */
+export function mediaType(value: string): string {
+  return (value.split(';')[0] ?? '').trim().toLowerCase();
+}
+
+/** Headers of a reply in `codec`'s format. */
+export function replyHeaders(codec: Codec, status: ReplyStatus, code?: string): MsgHdrs {
+  const h = headers();
+  h.set(commandHeaders.contentType, codec.contentType);
+  h.set(commandHeaders.status, status);
+  if (code !== undefined) h.set(commandHeaders.errorCode, code);
+  return h;
+}
+
+function isBlank(data: Uint8Array): boolean {
+  for (const byte of data) if (!isSpace(byte)) return false;
+  return true;
+}
+
+function startsLikeJson(data: Uint8Array): boolean {
+  for (const byte of data) {
+    if (isSpace(byte)) continue;
+    return byte === 0x7b || byte === 0x5b; // { or [
+  }
+  return false;
+}
+
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+}
