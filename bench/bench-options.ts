@@ -9,10 +9,23 @@ export const SCENARIO_NAMES = [
   'replay',
   'memory',
   'three-nodes',
+  'reactors-projections',
 ] as const;
 
 /** One scenario's name. */
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+
+/** Contenders `--contender` can choose, as they are named on the command line. */
+export const CONTENDER_KEYS = [
+  'limit',
+  'hand-written',
+  'emmett',
+  'in-process',
+  'end-to-end',
+] as const;
+
+/** One contender's command-line name. */
+export type ContenderKey = (typeof CONTENDER_KEYS)[number];
 
 /** Sizes and durations of one benchmark run. */
 export interface BenchOptions {
@@ -20,6 +33,8 @@ export interface BenchOptions {
   quick: boolean;
   /** Scenarios to run, in run order. */
   scenarios: ScenarioName[];
+  /** Contenders of the throughput scenarios to run; all of them when empty. */
+  contenders: ContenderKey[];
   /** Repetitions of each measurement; the table shows their median. */
   reps: number;
   /** Time before each timed window, in milliseconds. */
@@ -36,6 +51,8 @@ export interface BenchOptions {
   replayEvents: number;
   /** Idle actors of the memory scenario. */
   idleActors: number;
+  /** Commits of the backlog the reactors-projections scenario drains. */
+  backlogCommits: number;
   /** Where the JSON results go (directory). */
   resultsDir: string;
 }
@@ -55,6 +72,9 @@ Options:
                         5k accounts and smaller data; figures are not comparable to a full run
   --scenario <name>     run only this scenario (repeatable, or comma-separated):
                         ${SCENARIO_NAMES.join(', ')}
+  --contender <name>    run only this contender where a scenario has several (repeatable, or
+                        comma-separated): ${CONTENDER_KEYS.join(', ')}; for comparing
+                        variants while working on one, not for the table
   --reps <n>            repetitions of each measurement (default 3; the median is shown)
   --duration <ms>       timed window of each throughput measurement (default 3000)
   --results <dir>       directory of the JSON results (default bench/results)
@@ -76,6 +96,7 @@ export function parseBenchArgs(argv: readonly string[]): ParsedCommandLine {
       options: {
         quick: { type: 'boolean', default: false },
         scenario: { type: 'string', multiple: true },
+        contender: { type: 'string', multiple: true },
         reps: { type: 'string' },
         duration: { type: 'string' },
         results: { type: 'string' },
@@ -93,6 +114,17 @@ export function parseBenchArgs(argv: readonly string[]): ParsedCommandLine {
       ok: false,
       exitCode: 2,
       text: `Unknown scenario ${unknown.map((s) => JSON.stringify(s)).join(', ')}; choose from ${SCENARIO_NAMES.join(', ')}.\n`,
+    };
+  }
+  const contenders = (values.contender ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '');
+  const unknownContenders = contenders.filter(
+    (s) => !(CONTENDER_KEYS as readonly string[]).includes(s),
+  );
+  if (unknownContenders.length > 0) {
+    return {
+      ok: false,
+      exitCode: 2,
+      text: `Unknown contender ${unknownContenders.map((s) => JSON.stringify(s)).join(', ')}; choose from ${CONTENDER_KEYS.join(', ')}.\n`,
     };
   }
   const positive = (value: string | undefined, name: string): number | string | undefined => {
@@ -114,6 +146,7 @@ export function parseBenchArgs(argv: readonly string[]): ParsedCommandLine {
     options: {
       quick,
       scenarios,
+      contenders: CONTENDER_KEYS.filter((key) => contenders.includes(key)),
       reps: (reps as number | undefined) ?? (quick ? 1 : 3),
       warmupMs: quick ? 300 : 1_000,
       durationMs: (duration as number | undefined) ?? (quick ? 1_000 : 3_000),
@@ -122,6 +155,7 @@ export function parseBenchArgs(argv: readonly string[]): ParsedCommandLine {
       coldAggregates: quick ? 2_000 : 10_000,
       replayEvents: quick ? 20_000 : 100_000,
       idleActors: quick ? 20_000 : 100_000,
+      backlogCommits: quick ? 10_000 : 50_000,
       resultsDir: values.results ?? 'bench/results',
     },
   };

@@ -7,6 +7,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { LocalNatsServer, bundledNatsConfig } from '../runtime/index.js';
+import type { WatchedProcess } from './process-cpu.js';
 
 /** A fresh nats-server for one contender of one scenario, and a connection to it. */
 export interface BenchServer {
@@ -18,6 +19,12 @@ export interface BenchServer {
   connect(name: string): Promise<NatsConnection>;
   /** Closes every connection, kills the server and removes its store. */
   close(): Promise<void>;
+}
+
+/** This process and the bench server's nats-server, for CPU accounting. */
+export function benchProcesses(bench: BenchServer): WatchedProcess[] {
+  const pid = bench.server.pid;
+  return [{ role: 'bench' }, ...(pid === undefined ? [] : [{ role: 'nats-server', pid }])];
 }
 
 /** Starts a fresh nats-server with an empty store and connects to it. */

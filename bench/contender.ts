@@ -1,3 +1,5 @@
+import type { WatchedProcess } from './process-cpu.js';
+
 /**
  * One way of running the bank workload. Every contender is driven by the same load generator
  * (bench/load.ts), through this interface.
@@ -9,6 +11,11 @@ export interface BankContender {
   open(ids: readonly string[], concurrency: number): Promise<void>;
   /** Deposits into one account; resolves once the deposit is stored. */
   deposit(id: string, amount: number): Promise<unknown>;
+  /**
+   * The processes doing its work, whose CPU time each measurement reports: this process
+   * (`bench`), its nats-server, its node processes. Default: this process only.
+   */
+  processes?(): WatchedProcess[];
   /** Counters since the last call (e.g. conflicts); reset by the call. */
   takeCounters?(): Record<string, number>;
   /** Releases what it holds (connections, nodes, servers). */

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LatencyHistogram, type LatencySummary } from './latency-histogram.js';
+import type { CpuMeter, ProcessCpu } from './process-cpu.js';
 
 /** What one timed run of a contender measured. */
 export interface RunResult {
@@ -18,6 +19,11 @@ export interface RunResult {
   firstError?: string;
   /** Counters the contender reports (e.g. conflicts), read after the run. */
   counters?: Record<string, number>;
+  /**
+   * CPU of each watched process during the timed window (share of a core, microseconds per
+   * operation completed in it), by role: `bench`, `nats-server`, `node`, …
+   */
+  cpu?: Record<string, ProcessCpu>;
 }
 
 /** A closed-loop load: `callers` callers, each sending its next operation when the last ends. */
@@ -30,6 +36,8 @@ export interface ClosedLoopOptions {
   durationMs: number;
   /** One operation of caller `caller`, its `n`th (0-based). */
   operation: (caller: number, n: number) => Promise<unknown>;
+  /** Measures the CPU of these processes over the timed window. */
+  cpu?: CpuMeter;
 }
 
 /**
@@ -45,6 +53,7 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<RunResult>
   let ops = 0;
   let errors = 0;
   let firstError: string | undefined;
+  const meter = new WindowMeter(options.cpu, open, close);
   const caller = async (index: number): Promise<void> => {
     for (let n = 0; ; n++) {
       const sent = performance.now();
@@ -57,6 +66,7 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<RunResult>
         firstError ??= describe(error);
       }
       const done = performance.now();
+      meter.tick(done, true);
       if (done < open || done > close) continue;
       if (failed) {
         errors += 1;
@@ -67,7 +77,7 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<RunResult>
     }
   };
   await Promise.all(Array.from({ length: options.callers }, (_, index) => caller(index)));
-  return result(ops, errors, options.durationMs, histogram, firstError);
+  return withCpu(result(ops, errors, options.durationMs, histogram, firstError), meter.cpu);
 }
 
 /** An open-loop load: operations sent at a fixed rate, whatever the answers. */
@@ -82,6 +92,8 @@ export interface OpenLoopOptions {
   maxInFlight: number;
   /** The `n`th operation (0-based). */
   operation: (n: number) => Promise<unknown>;
+  /** Measures the CPU of these processes over the timed window. */
+  cpu?: CpuMeter;
 }
 
 /**
@@ -98,6 +110,7 @@ export async function openLoop(options: OpenLoopOptions): Promise<RunResult> {
   let errors = 0;
   let inFlight = 0;
   let firstError: string | undefined;
+  const meter = new WindowMeter(options.cpu, open, close);
   const pending = new Set<Promise<void>>();
   const send = (n: number, due: number): void => {
     const counted = due >= open;
@@ -120,6 +133,7 @@ export async function openLoop(options: OpenLoopOptions): Promise<RunResult> {
       },
     );
     const tracked = done.finally(() => {
+      meter.tick(performance.now(), true);
       inFlight -= 1;
       pending.delete(tracked);
     });
@@ -136,9 +150,54 @@ export async function openLoop(options: OpenLoopOptions): Promise<RunResult> {
       due = start + n * interval;
     }
     await sleep(Math.max(0, Math.min(due - performance.now(), 1)));
+    meter.tick(performance.now(), false);
   }
+  meter.tick(performance.now(), false);
   await Promise.all(pending);
-  return result(ops, errors, options.durationMs, histogram, firstError);
+  return withCpu(result(ops, errors, options.durationMs, histogram, firstError), meter.cpu);
+}
+
+/**
+ * Runs `meter` over the timed window: {@link WindowMeter.tick} after each completed operation (and
+ * whenever the load generator wakes) starts it once the window is open and stops it once it is
+ * closed, so it measures what the operations finished in it cost. No timers: they could fire late
+ * on a busy event loop.
+ */
+class WindowMeter {
+  readonly #meter: CpuMeter | undefined;
+  readonly #open: number;
+  readonly #close: number;
+  #from = -1;
+  #completed = 0;
+  #cpu: Record<string, ProcessCpu> | undefined;
+
+  constructor(meter: CpuMeter | undefined, open: number, close: number) {
+    this.#meter = meter;
+    this.#open = open;
+    this.#close = close;
+  }
+
+  /** One more operation completed (when `done`), at time `now`. */
+  tick(now: number, done: boolean): void {
+    if (done) this.#completed += 1;
+    if (this.#meter === undefined || this.#cpu !== undefined) return;
+    if (this.#from < 0) {
+      if (now < this.#open) return;
+      this.#meter.start();
+      this.#from = this.#completed;
+      return;
+    }
+    if (now >= this.#close) this.#cpu = this.#meter.stop(this.#completed - this.#from);
+  }
+
+  /** What the meter measured, if it ran through the window. */
+  get cpu(): Record<string, ProcessCpu> | undefined {
+    return this.#cpu;
+  }
+}
+
+function withCpu(run: RunResult, cpu: Record<string, ProcessCpu> | undefined): RunResult {
+  return cpu === undefined ? run : { ...run, cpu };
 }
 
 /**

@@ -21,6 +21,7 @@ import { hotAggregate } from './scenarios/hot-aggregate.js';
 import { latency } from './scenarios/latency.js';
 import { manyAggregates } from './scenarios/many-aggregates.js';
 import { memory } from './scenarios/memory.js';
+import { reactorsProjections } from './scenarios/reactors-projections.js';
 import { replay } from './scenarios/replay.js';
 import { threeNodes } from './scenarios/three-nodes.js';
 
@@ -32,6 +33,7 @@ const scenarios: Record<ScenarioName, Scenario> = {
   replay,
   memory,
   'three-nodes': threeNodes,
+  'reactors-projections': reactorsProjections,
 };
 
 async function main(): Promise<number> {
@@ -48,7 +50,10 @@ async function main(): Promise<number> {
     process.stderr.write(`[${seconds}s] ${message}\n`);
   };
   const machine = await machineInfo();
-  if (options.scenarios.includes('many-aggregates')) {
+  if (
+    options.scenarios.includes('many-aggregates') &&
+    (options.contenders.length === 0 || options.contenders.includes('emmett'))
+  ) {
     const why = await EmmettContender.unavailable();
     if (why === undefined) machine.postgres = await recreateBenchDatabase();
   }

@@ -1,6 +1,7 @@
 import type { BenchOptions, ScenarioName } from './bench-options.js';
 import type { BankContender } from './contender.js';
 import { closedLoop, type RunResult } from './load.js';
+import { CpuMeter, type ProcessCpu } from './process-cpu.js';
 import type { Row } from './results.js';
 
 /** What a scenario gets from the run. */
@@ -66,16 +67,27 @@ export async function measureRounds(
         warmupMs,
         durationMs,
         operation: (caller, n) => entrant.contender.deposit(entrant.account(caller, n), 100),
+        cpu: new CpuMeter(entrant.contender.processes?.() ?? [{ role: 'bench' }]),
       });
       const counters = entrant.contender.takeCounters?.();
       if (counters !== undefined) run.counters = counters;
       runs[index]?.push(run);
       context.progress(
-        `${scenario}: ${entrant.contender.name}, run ${rep}/${reps}: ${formatRate(run.perSecond)} cmd/s, p99 ${run.latency.p99.toFixed(1)} ms${run.errors > 0 ? `, ${run.errors} errors (${run.firstError ?? ''})` : ''}`,
+        `${scenario}: ${entrant.contender.name}, run ${rep}/${reps}: ${formatRate(run.perSecond)} cmd/s, p99 ${run.latency.p99.toFixed(1)} ms${formatCpu(run.cpu)}${run.errors > 0 ? `, ${run.errors} errors (${run.firstError ?? ''})` : ''}`,
       );
     }
   }
   return runs;
+}
+
+/** `; CPU µs/cmd: bench 41 (0.52 core), nats-server 28 (0.35 core)`, or nothing. */
+export function formatCpu(cpu: Record<string, ProcessCpu> | undefined): string {
+  if (cpu === undefined || Object.keys(cpu).length === 0) return '';
+  const parts = Object.entries(cpu).map(
+    ([role, { usPerOp, cores, eventLoop }]) =>
+      `${role} ${usPerOp.toFixed(0)} (${cores.toFixed(2)} core${eventLoop === undefined ? '' : `, loop ${Math.round(100 * eventLoop)}% busy`})`,
+  );
+  return `; CPU µs/cmd: ${parts.join(', ')}`;
 }
 
 /** 12345.6 → `12,346`. */

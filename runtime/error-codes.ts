@@ -24,11 +24,16 @@ export const errorCodes = {
   INVALID_PAYLOAD: 'rejection',
   PAYLOAD_TOO_LARGE: 'rejection',
   DEAD_LETTER_NOT_FOUND: 'rejection',
+  UNKNOWN_QUERY: 'rejection',
+  UNKNOWN_PROJECTION: 'rejection',
+  INVALID_REQUEST: 'rejection',
+  COMMANDS_DISABLED: 'rejection',
   // Conflicts: another writer got there first; retrying may succeed.
   CONCURRENCY_CONFLICT: 'conflict',
   // Infrastructure: something outside the command failed; retry with backoff.
   SHUTTING_DOWN: 'infrastructure',
   AGGREGATE_UNAVAILABLE: 'infrastructure',
+  DEADLINE_EXCEEDED: 'infrastructure',
   REPLAY_FAILED: 'infrastructure',
   STORE_FAILED: 'infrastructure',
   STORE_CLOSED: 'infrastructure',
@@ -46,7 +51,14 @@ export const errorCodes = {
   INTERNAL_ERROR: 'infrastructure',
   REACTOR_HANDLER_FAILED: 'infrastructure',
   REACTOR_UNAVAILABLE: 'infrastructure',
+  PROJECTION_BEHIND: 'infrastructure',
+  PROJECTION_UNAVAILABLE: 'infrastructure',
+  PROJECTION_HANDLER_FAILED: 'infrastructure',
+  PROJECTION_FENCED: 'infrastructure',
+  READ_MODEL_FAILED: 'infrastructure',
+  QUERY_FAILED: 'infrastructure',
   LEASES_UNAVAILABLE: 'infrastructure',
+  NOT_PARTITION_OWNER: 'infrastructure',
   // Definitions and configuration: found when the program starts.
   INVALID_DEFINITION: 'definition',
   IMPURE_MACHINE: 'definition',
@@ -60,6 +72,8 @@ export const errorCodes = {
   CONSUMER_CONFIG_CONFLICT: 'config',
   LEASE_CONFIG_CONFLICT: 'config',
   NATS_SERVER_NOT_FOUND: 'config',
+  INSPECTOR_UNAVAILABLE: 'config',
+  PERMISSION_DENIED: 'config',
 } as const satisfies Record<string, ErrorKind>;
 
 /** How an error should be handled by whoever receives it. */

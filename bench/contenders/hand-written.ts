@@ -5,9 +5,15 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from '@nats-io/jetstream';
-import { createRawStream, startBenchServer, type BenchServer } from '../bench-server.js';
+import {
+  benchProcesses,
+  createRawStream,
+  startBenchServer,
+  type BenchServer,
+} from '../bench-server.js';
 import { paddedJson } from '../commit-payload.js';
 import type { BankContender } from '../contender.js';
+import type { WatchedProcess } from '../process-cpu.js';
 import { forEachLimited } from '../load.js';
 
 /** What the hand-written code keeps in each event: the event and the account's state after it. */
@@ -89,6 +95,10 @@ export class HandWrittenContender implements BankContender {
         at: 0,
       };
     });
+  }
+
+  processes(): WatchedProcess[] {
+    return benchProcesses(this.#bench);
   }
 
   takeCounters(): Record<string, number> {

@@ -3,10 +3,11 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createClient, type JetactorClient } from '../../runtime/messaging/client.js';
-import { bank } from '../../domains/bank/index.js';
-import { startBenchServer, type BenchServer } from '../bench-server.js';
+import { benchBank } from '../bench-domain.js';
+import { benchProcesses, startBenchServer, type BenchServer } from '../bench-server.js';
 import type { BankContender } from '../contender.js';
 import { forEachLimited } from '../load.js';
+import type { WatchedProcess } from '../process-cpu.js';
 
 /** The built parts the end-to-end contender needs: the typed client and `jetactor node`. */
 const needed = [
@@ -18,6 +19,9 @@ const needed = [
 ];
 
 const cli = fileURLToPath(new URL('../../runtime/cli/main.js', import.meta.url));
+
+/** The domain module the node processes host: {@link benchBank} (the `Account` aggregate alone). */
+const benchDomainModule = fileURLToPath(new URL('../bench-domain.js', import.meta.url));
 
 /** Why the end-to-end contender cannot run, or undefined when it can. */
 export function endToEndAvailability(): string | undefined {
@@ -32,9 +36,10 @@ const children = new Set<ChildProcess>();
 let exitHook = false;
 
 /**
- * jetactor end-to-end: `jetactor node bank` running as its own process (1 or more, one queue
- * group), and this process as the load generator, sending each command as a NATS request with
- * the typed client (`createClient(...).execute`).
+ * jetactor end-to-end: `jetactor node dist/bench/bench-domain.js` (the bank domain's `Account`
+ * aggregate, no reactor or projection) running as its own process (1 or more, one queue group),
+ * and this process as the load generator, sending each command as a NATS request with the typed
+ * client (`createClient(...).execute`).
  */
 export class JetactorEndToEndContender implements BankContender {
   readonly name: string;
@@ -63,7 +68,7 @@ export class JetactorEndToEndContender implements BankContender {
     try {
       for (let i = 0; i < nodes; i++) started.push(await NodeProcess.start(bench.server.url));
       const nc: NatsConnection = await bench.connect(`${name} load generator`);
-      const client = createClient({ connection: nc, domains: [bank] });
+      const client = createClient({ connection: nc, domains: [benchBank] });
       return new JetactorEndToEndContender(name, bench, client, started);
     } catch (error) {
       await Promise.all(started.map((node) => node.stop()));
@@ -94,6 +99,15 @@ export class JetactorEndToEndContender implements BankContender {
     });
   }
 
+  processes(): WatchedProcess[] {
+    const nodes = this.#nodes.flatMap((node, index) =>
+      node.pid === undefined
+        ? []
+        : [{ role: index === 0 ? 'node' : `node ${index + 1}`, pid: node.pid }],
+    );
+    return [...benchProcesses(this.bench), ...nodes];
+  }
+
   async close(): Promise<void> {
     this.client.close();
     await Promise.all(this.#nodes.map((node) => node.stop()));
@@ -101,7 +115,7 @@ export class JetactorEndToEndContender implements BankContender {
   }
 }
 
-/** One `jetactor node bank` child process. */
+/** One `jetactor node` child process hosting {@link benchBank}. */
 class NodeProcess {
   readonly #child: ChildProcess;
   readonly #exited: Promise<void>;
@@ -122,7 +136,7 @@ class NodeProcess {
   static async start(url: string): Promise<NodeProcess> {
     const child = spawn(
       process.execPath,
-      [cli, 'node', 'bank', '--nats', url, '--log-level', 'warn'],
+      [...nodeFlags(), cli, 'node', benchDomainModule, '--nats', url, '--log-level', 'warn'],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -145,6 +159,11 @@ class NodeProcess {
     return node;
   }
 
+  /** Its pid while it runs. */
+  get pid(): number | undefined {
+    return this.#child.exitCode === null ? this.#child.pid : undefined;
+  }
+
   /** SIGTERM (graceful stop), SIGKILL after 10 s. */
   async stop(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
@@ -153,6 +172,14 @@ class NodeProcess {
     await this.#exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * Node flags of the node processes: `JETACTOR_BENCH_NODE_FLAGS` (space-separated, e.g.
+ * `--cpu-prof --cpu-prof-dir=.tmp/prof` to profile them), none by default.
+ */
+function nodeFlags(): string[] {
+  return (process.env.JETACTOR_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
 }
 
 /** Kills node processes left running if this process exits without stopping them. */

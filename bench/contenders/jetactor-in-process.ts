@@ -3,13 +3,15 @@ import {
   JetStreamEventStore,
   createLogger,
   createNode,
+  type DomainDefinition,
   type DomainNode,
   type SupervisorOptions,
 } from '../../runtime/index.js';
-import { bank } from '../../domains/bank/index.js';
-import { startBenchServer, type BenchServer } from '../bench-server.js';
+import { benchBank } from '../bench-domain.js';
+import { benchProcesses, startBenchServer, type BenchServer } from '../bench-server.js';
 import type { BankContender } from '../contender.js';
 import { forEachLimited } from '../load.js';
+import type { WatchedProcess } from '../process-cpu.js';
 
 /** Supervisor settings of every benchmark node: no passivation while a scenario runs. */
 export const benchSupervisor: Partial<SupervisorOptions> = {
@@ -17,14 +19,18 @@ export const benchSupervisor: Partial<SupervisorOptions> = {
   maxActive: 1_000_000,
 };
 
-/** A node hosting the bank domain on a JetStream store over `nc`, started. */
+/**
+ * A node on a JetStream store over `nc`, started, hosting `domain`: by default the benchmark's
+ * bank domain (the `Account` aggregate alone, no reactor or projection).
+ */
 export async function startBankNode(
   nc: NatsConnection,
   supervisor: Partial<SupervisorOptions> = {},
+  domain: DomainDefinition = benchBank,
 ): Promise<DomainNode> {
   const store = await JetStreamEventStore.open({ connection: nc });
   const node = createNode({
-    domains: [bank],
+    domains: [domain],
     store,
     logger: createLogger('error'),
     supervisor: { ...benchSupervisor, ...supervisor },
@@ -34,8 +40,9 @@ export async function startBankNode(
 }
 
 /**
- * jetactor in-process: a node with the bank domain on a `JetStreamEventStore`, called through the
- * domain API (`node.execute`) in the load generator's process; no command transport.
+ * jetactor in-process: a node with the bank domain's `Account` aggregate (no reactor, no
+ * projection) on a `JetStreamEventStore`, called through the domain API (`node.execute`) in the
+ * load generator's process; no command transport.
  */
 export class JetactorInProcessContender implements BankContender {
   readonly name: string;
@@ -74,6 +81,10 @@ export class JetactorInProcessContender implements BankContender {
       command: 'deposit',
       input: { amount },
     });
+  }
+
+  processes(): WatchedProcess[] {
+    return benchProcesses(this.#bench);
   }
 
   async close(): Promise<void> {

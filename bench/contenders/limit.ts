@@ -1,7 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { createRawStream, startBenchServer, type BenchServer } from '../bench-server.js';
+import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
+import {
+  benchProcesses,
+  createRawStream,
+  startBenchServer,
+  type BenchServer,
+} from '../bench-server.js';
 import type { BankContender } from '../contender.js';
+import type { WatchedProcess } from '../process-cpu.js';
 
 interface Waiting {
   subject: string;
@@ -12,12 +19,15 @@ interface Waiting {
 /** JetStream's error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
 const WRONG_LAST_SEQUENCE = 10071;
 
+const utf8 = new TextDecoder();
+
 /**
  * The limit R: acknowledged appends as lean as they can be written. Plain `publish()` with a reply
  * subject under one wildcard acknowledgement subscription (no per-message inbox or timer), each
  * message with `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` (the last sequence this
  * writer saw on the subject), a payload of the size of a jetactor commit. No domain, no state, no
- * decoding beyond the acknowledgement.
+ * decoding beyond the acknowledgement. The headers are encoded as jetactor's appends encode them
+ * (`EncodedHeaders`, cheaper than nats.js `headers()`), so the limit stays the leanest writer.
  */
 export class LimitContender implements BankContender {
   readonly name: string;
@@ -56,14 +66,19 @@ export class LimitContender implements BankContender {
 
   deposit(id: string): Promise<number> {
     const subject = `limit.${id}`;
-    const h = headers();
-    h.set('Nats-Msg-Id', randomUUID());
-    h.set('Nats-Expected-Last-Subject-Sequence', String(this.#lastSequence.get(subject) ?? 0));
+    const h = new EncodedHeaders([
+      ['Nats-Msg-Id', randomUUID()],
+      ['Nats-Expected-Last-Subject-Sequence', String(this.#lastSequence.get(subject) ?? 0)],
+    ]);
     const ackId = this.#next++;
     return new Promise<number>((resolve, reject) => {
       this.#waiting.set(ackId, { subject, resolve, reject });
       this.#nc.publish(subject, this.#payload, { reply: `${this.#inbox}.${ackId}`, headers: h });
     });
+  }
+
+  processes(): WatchedProcess[] {
+    return benchProcesses(this.#bench);
   }
 
   takeCounters(): Record<string, number> {
@@ -87,7 +102,7 @@ export class LimitContender implements BankContender {
       );
       return;
     }
-    const ack = JSON.parse(new TextDecoder().decode(msg.data)) as {
+    const ack = JSON.parse(utf8.decode(msg.data)) as {
       seq?: number;
       error?: { err_code?: number; description?: string };
     };

@@ -1,3 +1,4 @@
+import type { ContenderKey } from '../bench-options.js';
 import type { BankContender } from '../contender.js';
 import { describe } from '../load.js';
 import { failedRow, notRunnableRow, type Row } from '../results.js';
@@ -44,6 +45,9 @@ export async function startContenders(
   const contenders: BankContender[] = [];
   const missing: Row[] = [];
   const names = contenderNames;
+  const only = context.options.contenders;
+  const wanted = (key: ContenderKey, chosen: boolean | undefined): boolean =>
+    chosen === true && (only.length === 0 || only.includes(key));
   const attempt = async (
     name: string,
     start: () => Promise<BankContender>,
@@ -63,24 +67,24 @@ export async function startContenders(
       missing.push(failedRow(scenario, name, 'cmd/s', error));
     }
   };
-  if (choice.limit)
+  if (wanted('limit', choice.limit))
     await attempt(names.limit, () => LimitContender.start(names.limit, context.payloadSize));
-  if (choice.handWritten) {
+  if (wanted('hand-written', choice.handWritten)) {
     await attempt(names.handWritten, () =>
       HandWrittenContender.start(names.handWritten, context.payloadSize),
     );
   }
-  if (choice.emmett) {
+  if (wanted('emmett', choice.emmett)) {
     await attempt(
       names.emmett,
       () => EmmettContender.start(names.emmett),
       () => EmmettContender.unavailable(),
     );
   }
-  if (choice.inProcess) {
+  if (wanted('in-process', choice.inProcess)) {
     await attempt(names.inProcess, () => JetactorInProcessContender.start(names.inProcess));
   }
-  if (choice.endToEnd) {
+  if (wanted('end-to-end', choice.endToEnd)) {
     await attempt(
       names.endToEnd,
       () => JetactorEndToEndContender.start(names.endToEnd),

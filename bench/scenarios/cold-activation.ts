@@ -51,15 +51,20 @@ export const coldActivation: Scenario = {
       await writer.stop(10_000);
       await writer.store.close();
       const results: BatchResult[] = [];
+      const cpuPerActivation: number[] = [];
       for (const [rep, ids] of sets.entries()) {
         const nc = await bench.connect(`${NAME} ${rep + 1}`);
         const node = await startBankNode(nc);
+        const cpu = process.cpuUsage();
         const result = await timedBatch(ids, callers, (id) =>
           node.execute({ aggregate: 'Account', id, command: 'deposit', input: { amount: 100 } }),
         );
+        const used = process.cpuUsage(cpu);
+        const perActivation = (used.user + used.system) / ids.length;
         results.push(result);
+        cpuPerActivation.push(perActivation);
         context.progress(
-          `${NAME}: run ${rep + 1}/${reps}: ${formatRate(result.perSecond)} activations/s (${result.ops} in ${result.elapsedMs.toFixed(0)} ms, p99 ${result.latency.p99.toFixed(1)} ms${result.errors > 0 ? `, ${result.errors} errors: ${result.firstError ?? ''}` : ''})`,
+          `${NAME}: run ${rep + 1}/${reps}: ${formatRate(result.perSecond)} activations/s (${result.ops} in ${result.elapsedMs.toFixed(0)} ms, p99 ${result.latency.p99.toFixed(1)} ms, ${perActivation.toFixed(0)} µs of CPU per activation${result.errors > 0 ? `, ${result.errors} errors: ${result.firstError ?? ''}` : ''})`,
         );
         await node.stop(10_000);
         await node.store.close();
@@ -80,9 +85,10 @@ export const coldActivation: Scenario = {
           max: median(results.map((r) => r.latency.max)),
         },
         checks: [atLeast('≥ 5k activations/s', value, 5_000)],
-        note: `${coldAggregates} aggregates per run, ${EVENTS_BEFORE} commits each, ${callers} at a time; latency of one activation (replay + command)`,
+        note: `${coldAggregates} aggregates per run, ${EVENTS_BEFORE} commits each, ${callers} at a time; latency of one activation (replay + command); ${median(cpuPerActivation).toFixed(0)} µs of CPU per activation in the node's process`,
         extra: {
           errors: results.reduce((sum, r) => sum + r.errors, 0),
+          cpuUsPerActivation: cpuPerActivation,
           batches: results,
         },
       };

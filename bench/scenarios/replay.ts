@@ -16,7 +16,8 @@ import {
 } from '../../runtime/index.js';
 import { encodeEnvelope } from '../../runtime/event-store/commit-envelope.js';
 import { ReplyPipeline } from '../../runtime/nats/reply-pipeline.js';
-import { Account, bank } from '../../domains/bank/index.js';
+import { Account } from '../../domains/bank/index.js';
+import { benchBank } from '../bench-domain.js';
 import { startBenchServer } from '../bench-server.js';
 import { benchSupervisor } from '../contenders/jetactor-in-process.js';
 import { contenderNames } from '../contenders/start-contenders.js';
@@ -46,17 +47,21 @@ export const replay: Scenario = {
       await writeHistory(bench.nc, stream, events);
       const store = await JetStreamEventStore.open({ connection: bench.nc });
       const rates: number[] = [];
+      const cpuPerEvent: number[] = [];
       for (let rep = 1; rep <= reps; rep++) {
         const node = await bankNode(store);
+        const cpu = process.cpuUsage();
         const start = performance.now();
         const view = await node.view(Account, stream.id);
         const ms = performance.now() - start;
+        const used = process.cpuUsage(cpu);
+        cpuPerEvent.push((used.user + used.system) / events);
         if (view.version !== events) {
           throw new Error(`replayed to version ${view.version}, expected ${events}`);
         }
         rates.push((events * 1000) / ms);
         context.progress(
-          `${NAME}: run ${rep}/${reps}: ${events} events in ${ms.toFixed(0)} ms = ${formatRate((events * 1000) / ms)} events/s`,
+          `${NAME}: run ${rep}/${reps}: ${events} events in ${ms.toFixed(0)} ms = ${formatRate((events * 1000) / ms)} events/s, ${(cpuPerEvent[rep - 1] ?? 0).toFixed(1)} µs of CPU per event`,
         );
         await node.stop(5_000);
       }
@@ -69,7 +74,8 @@ export const replay: Scenario = {
         value: rate,
         values: rates,
         checks: [atLeast('≥ 100k events/s', rate, 100_000)],
-        note: `${events} events in ${events} commits, replayed by a fresh node`,
+        note: `${events} events in ${events} commits, replayed by a fresh node; ${median(cpuPerEvent).toFixed(1)} µs of CPU per event in the node's process`,
+        extra: { cpuUsPerEvent: cpuPerEvent },
       });
 
       const snapshots = new KvSnapshotStore({ connection: bench.nc });
@@ -120,7 +126,7 @@ export const replay: Scenario = {
 
 function bankNode(store: JetStreamEventStore, snapshots?: SnapshotStore): Promise<DomainNode> {
   const node = createNode({
-    domains: [bank],
+    domains: [benchBank],
     store,
     ...(snapshots === undefined ? {} : { snapshots }),
     logger: createLogger('error'),

@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MsgpackCodec } from '../../runtime/index.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { MsgpackCodec, type ServiceStats } from '../../runtime/index.js';
 import { parseEventSubject } from '../../runtime/nats/subjects.js';
 import { decodeEnvelope } from '../../runtime/event-store/commit-envelope.js';
 import { accountIds } from '../contender.js';
@@ -18,14 +18,13 @@ const NAME = 'three-nodes';
 /**
  * Three nodes on one domain: three `jetactor node bank` processes in one queue group, the load
  * generator sending deposits into the 10k accounts as in many-aggregates. NATS spreads the
- * requests over the nodes at random, so one account has actors on several nodes, and a node whose
- * actor is behind gets a conflict, catches up and decides again.
+ * requests over the nodes at random; with partition affinity (on by default for `jetactor node`)
+ * the node that gets a command forwards it to the owner of the account's partition, so one
+ * account is written by one node and conflicts are rare.
  *
- * Conflicts are counted from outside, without touching the nodes: a node catches up after a
- * conflict by a direct get of the account's last commit, so the load generator listens to the
- * stream's direct-get requests; per node (reply inbox) and account the first is the actor's
- * activation, every later one a conflict. At the end every balance is read back and compared
- * with the deposits acknowledged.
+ * Conflicts are the nodes' own count (`conflicts` in their `$SRV.STATS`: every append the stream
+ * refused because another node had written the account first), read before and after each run.
+ * At the end every balance is read back and compared with the deposits acknowledged.
  */
 export const threeNodes: Scenario = {
   name: NAME,
@@ -42,9 +41,7 @@ export const threeNodes: Scenario = {
     context.progress(`${NAME}: starting a server and 3 node processes`);
     const contender = await JetactorEndToEndContender.start(name, 3);
     try {
-      const counter = await DirectGetCounter.start(
-        await contender.bench.connect(`${NAME} observer`),
-      );
+      const observer = await contender.bench.connect(`${NAME} observer`);
       context.progress(`${NAME}: opening ${accounts} accounts`);
       await contender.open(ids, callers);
       const deposits = new Map<string, number>(ids.map((id) => [id, 0]));
@@ -52,7 +49,7 @@ export const threeNodes: Scenario = {
       const runs: RunResult[] = [];
       const conflictRates: number[] = [];
       for (let rep = 1; rep <= reps; rep++) {
-        const before = counter.conflicts;
+        const before = await nodeCounters(observer, 3);
         let completed = 0;
         const run = await closedLoop({
           callers,
@@ -68,16 +65,18 @@ export const threeNodes: Scenario = {
             }
           },
         });
+        const after = await nodeCounters(observer, 3);
         // Conflicts of the whole run (warm-up and drain included) per command it completed.
-        const conflicts = counter.conflicts - before;
-        run.counters = { conflicts, activations: counter.activations };
+        const conflicts = after.conflicts - before.conflicts;
+        const forwarded = after.forwarded - before.forwarded;
+        run.counters = { conflicts, forwarded };
         runs.push(run);
         conflictRates.push(conflicts / Math.max(1, completed));
         context.progress(
-          `${NAME}: run ${rep}/${reps}: ${formatRate(run.perSecond)} cmd/s, ${conflicts} conflicts (${((100 * conflicts) / Math.max(1, completed)).toFixed(1)}% of commands)${run.errors > 0 ? `, ${run.errors} errors (${run.firstError ?? ''})` : ''}`,
+          `${NAME}: run ${rep}/${reps}: ${formatRate(run.perSecond)} cmd/s, ${conflicts} conflicts (${((100 * conflicts) / Math.max(1, completed)).toFixed(2)}% of commands), ${((100 * forwarded) / Math.max(1, completed)).toFixed(0)}% forwarded to the partition's owner${run.errors > 0 ? `, ${run.errors} errors (${run.firstError ?? ''})` : ''}`,
         );
       }
-      await counter.stop();
+      await observer.close();
       context.progress(`${NAME}: reading the whole stream back to check every account`);
       const stored = await depositsInStream(contender.bench.nc);
       let wrong = 0;
@@ -85,7 +84,7 @@ export const threeNodes: Scenario = {
       const row = throughputRow(NAME, name, runs);
       const single = context.maxThroughput.get('jetactor end-to-end');
       const rate = median(conflictRates);
-      row.note = `conflict rate ${(100 * rate).toFixed(1)}% (catch-ups after a conflict per command, counted from the nodes' direct gets)${single === undefined ? '' : `; one node end-to-end: ${formatRate(single)} cmd/s`}; every acknowledged deposit checked in the stream`;
+      row.note = `conflict rate ${(100 * rate).toFixed(2)}% (appends refused because another node wrote the account first, per command; the nodes' own counter) with partition affinity${single === undefined ? '' : `; one node end-to-end: ${formatRate(single)} cmd/s`}; every acknowledged deposit checked in the stream`;
       row.extra = {
         ...row.extra,
         conflictRate: rate,
@@ -108,43 +107,32 @@ export const threeNodes: Scenario = {
 };
 
 /**
- * Counts catch-ups after conflicts by listening to direct gets of the last commit of an account
- * (`$JS.API.DIRECT.GET.<stream>.<subject>`): the first per node (reply inbox) and subject is an
- * activation, the others conflicts.
+ * The nodes' conflicts and forwarded commands, summed over the `nodes` that answer
+ * `$SRV.STATS.jetactor` (from each node's command endpoint of domain bank).
  */
-class DirectGetCounter {
-  conflicts = 0;
-  /** First direct gets per node and account (activations) seen so far. */
-  get activations(): number {
-    return this.#seen.size;
+async function nodeCounters(
+  nc: NatsConnection,
+  nodes: number,
+): Promise<{ conflicts: number; forwarded: number }> {
+  const totals = { conflicts: 0, forwarded: 0 };
+  let answered = 0;
+  const replies = await nc.requestMany('$SRV.STATS.jetactor', '', {
+    strategy: 'count',
+    maxMessages: nodes,
+    maxWait: 2_000,
+  });
+  for await (const msg of replies) {
+    const endpoint = msg.json<ServiceStats>().endpoints.find((e) => e.name === 'cmd-bank');
+    const data = endpoint?.data as
+      { forwarded?: number; actors?: { conflicts?: number } } | undefined;
+    totals.conflicts += data?.actors?.conflicts ?? 0;
+    totals.forwarded += data?.forwarded ?? 0;
+    answered += 1;
   }
-  readonly #seen = new Set<string>();
-  readonly #subscription: Subscription;
-  readonly #nc: NatsConnection;
-
-  private constructor(nc: NatsConnection) {
-    this.#nc = nc;
-    this.#subscription = nc.subscribe('$JS.API.DIRECT.GET.jetactor_bank.>', {
-      callback: (error, msg) => {
-        if (error !== null || msg.reply === undefined) return;
-        const inbox = msg.reply.slice(0, msg.reply.lastIndexOf('.'));
-        const key = `${inbox} ${msg.subject}`;
-        if (this.#seen.has(key)) this.conflicts += 1;
-        else this.#seen.add(key);
-      },
-    });
+  if (answered !== nodes) {
+    throw new Error(`${answered} of ${nodes} nodes answered $SRV.STATS.jetactor within 2 s`);
   }
-
-  static async start(nc: NatsConnection): Promise<DirectGetCounter> {
-    const counter = new DirectGetCounter(nc);
-    await nc.flush();
-    return counter;
-  }
-
-  async stop(): Promise<void> {
-    this.#subscription.unsubscribe();
-    await this.#nc.flush();
-  }
+  return totals;
 }
 
 /** Deposits stored per account id, read from the whole stream by an ordered consumer. */

@@ -14,6 +14,7 @@ import { readEvent } from '../domain/read-event.js';
 import type { CommandRecord, Commit, EventStore, StreamRef } from '../event-store/event-store.js';
 import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import type { Logger } from '../logger.js';
+import type { InspectionHook } from '../node/inspection-hook.js';
 import {
   nextLifecycleState,
   type LifecycleEvent,
@@ -46,6 +47,10 @@ export interface AggregateActorDeps {
   options: AggregateActorOptions;
   /** Called once when the actor fails; the supervisor restarts it on its next command. */
   onFailed?: (actor: AggregateActor, error: JetactorError) => void;
+  /** Called on every `ConflictError` from the store (another writer appended first). */
+  onConflict?: (actor: AggregateActor) => void;
+  /** Where stored commits are reported while an inspector is attached. */
+  inspection?: InspectionHook | undefined;
 }
 
 /** What an actor shows of itself. */
@@ -71,7 +76,9 @@ interface Envelope {
   attempts: number;
 }
 
-type Outcome = { ok: true; result: CommandResult } | { ok: false; error: JetactorError };
+/** `inBatch`: a duplicate of a command decided in the same batch, so stored by the same commit. */
+type Outcome =
+  { ok: true; result: CommandResult; inBatch?: true } | { ok: false; error: JetactorError };
 
 interface Decided {
   events: StoredEvent[];
@@ -102,9 +109,19 @@ export class AggregateActor {
   #position = 0;
   #mailbox: Envelope[] = [];
   #head = 0;
-  #running: Promise<void> | undefined;
+  /** Set while the mailbox is drained (`true`) or a refresh catches up (its promise). */
+  #running: Promise<void> | true | undefined;
   #ready: Promise<void> | undefined;
+  /** True once the replay that {@link start} began has ended (well or not). */
+  #replayed = false;
   #recent = new Map<string, CommandResult>();
+  /**
+   * Commands known by id and the position of their commit only, least recent first: remembered by
+   * the snapshot the actor started from, or read by a replay or catch-up. Their results (events
+   * and response) are read back from that commit when one is sent again, so an actor does not
+   * keep the events of every replayed commit.
+   */
+  #replayedCommands = new Map<string, number>();
   #idleWaiters: (() => void)[] = [];
   #snapshotVersion = 0;
   #snapshotting = false;
@@ -220,7 +237,33 @@ export class AggregateActor {
 
   #kick(): void {
     if (this.#running !== undefined) return;
-    this.#running = this.#drain().finally(() => {
+    this.#running = true;
+    void this.#drain();
+  }
+
+  /** Runs the mailbox until it is empty, then wakes whoever waits for the actor to be idle. */
+  async #drain(): Promise<void> {
+    try {
+      if (!this.#replayed) await this.start();
+      while (this.mailboxDepth > 0) {
+        if (this.#lifecycle === 'failed') {
+          this.rejectQueued(this.failure ?? this.#unavailable());
+          return;
+        }
+        const end = Math.min(this.#mailbox.length, this.#head + this.#deps.options.maxBatch);
+        const batch = this.#mailbox.slice(this.#head, end);
+        this.#head = end;
+        await this.#process(batch);
+        if (this.#head === this.#mailbox.length) {
+          // All taken and settled: let go of the envelopes (and the results they reach).
+          this.#mailbox.length = 0;
+          this.#head = 0;
+        } else if (this.#head > 1024 && this.#head * 2 > this.#mailbox.length) {
+          this.#mailbox = this.#mailbox.slice(this.#head);
+          this.#head = 0;
+        }
+      }
+    } finally {
       this.#running = undefined;
       if (this.mailboxDepth > 0) {
         this.#kick();
@@ -229,32 +272,48 @@ export class AggregateActor {
         this.#idleWaiters = [];
         for (const wake of waiters) wake();
       }
-    });
-  }
-
-  async #drain(): Promise<void> {
-    await this.start();
-    while (this.mailboxDepth > 0) {
-      if (this.#lifecycle === 'failed') {
-        this.rejectQueued(this.failure ?? this.#unavailable());
-        return;
-      }
-      const end = Math.min(this.#mailbox.length, this.#head + this.#deps.options.maxBatch);
-      const batch = this.#mailbox.slice(this.#head, end);
-      this.#head = end;
-      await this.#process(batch);
-      if (this.#head > 1024 && this.#head * 2 > this.#mailbox.length) {
-        this.#mailbox = this.#mailbox.slice(this.#head);
-        this.#head = 0;
-      }
     }
   }
 
-  async #process(batch: Envelope[]): Promise<void> {
+  async #process(taken: Envelope[]): Promise<void> {
     const { options } = this.#deps;
+    let checks = 0;
+    let batch = taken;
     for (;;) {
+      // Commands whose sender stopped waiting are not started (see CommandOptions.timeoutMs).
+      batch = this.#dropExpired(batch);
+      if (batch.length === 0) return;
+      // Commands known only by id (replayed, or caught up after a conflict) are answered with
+      // their first result: read it back before deciding.
+      if (this.#replayedCommands.size > 0 && this.#mustRecall(batch)) {
+        const unread = await this.#recallReplayed(batch);
+        if (unread !== undefined) {
+          // Stored once already: deciding it again could refuse it, or apply it twice.
+          this.#rejectAll(
+            batch,
+            new InfrastructureError(
+              'AGGREGATE_UNAVAILABLE',
+              `${label(this.stream)}: command "${unread}" was stored before, but its result could not be read back; send it again with the same command id.`,
+            ),
+          );
+          return;
+        }
+      }
       const decided = this.#decideBatch(batch);
       if (decided.events.length === 0) {
+        // Nothing to store, so no expected-sequence check confirms the state these answers were
+        // decided on (a refusal, a read such as a status): another node may have appended since.
+        // Catch up first, and decide again on what is new.
+        const answeredBefore = decided.outcomes.every((o) => o.ok && o.result.duplicate);
+        if (!answeredBefore && checks < options.maxConflictRetries) {
+          checks += 1;
+          const position = this.#position;
+          if (!(await this.#catchUp())) {
+            this.#rejectAll(batch, this.failure ?? this.#unavailable());
+            return;
+          }
+          if (this.#position !== position) continue;
+        }
         this.#settle(batch, decided.outcomes);
         return;
       }
@@ -272,9 +331,23 @@ export class AggregateActor {
         });
         if (!result.duplicate) {
           this.#position = result.position;
+          for (const outcome of decided.outcomes) {
+            if (outcome.ok && (!outcome.result.duplicate || outcome.inBatch)) {
+              outcome.result.position = result.position;
+            }
+          }
           this.#version += decided.events.length;
           this.#confirmed = this.#live.getSnapshot();
           this.#transition('COMMITTED');
+          this.#deps.inspection?.emit?.({
+            kind: 'commit',
+            at: this.#deps.clock.now(),
+            ...this.stream,
+            position: result.position,
+            version: this.#version,
+            events: decided.events,
+            value: this.#confirmed.value,
+          });
           this.#remember(decided.outcomes);
           this.#settle(batch, decided.outcomes);
           this.#maybeSnapshot();
@@ -284,6 +357,7 @@ export class AggregateActor {
         duplicateAt = result.position;
       } catch (caught) {
         error = caught;
+        if (isConflictError(caught)) this.#deps.onConflict?.(this);
       }
       // Stored by someone else first, or not at all: back to what the store has.
       this.#restore(this.#confirmed);
@@ -323,18 +397,57 @@ export class AggregateActor {
     }
   }
 
+  /**
+   * Answers `DEADLINE_EXCEEDED` to the commands of the batch whose deadline has passed, and
+   * returns the others. Their senders have given up, and may have sent them again elsewhere: a
+   * copy decided now, after more than `recentCommands` newer commands, would be stored twice.
+   */
+  #dropExpired(batch: Envelope[]): Envelope[] {
+    let now: number | undefined;
+    let kept: Envelope[] | undefined;
+    for (let index = 0; index < batch.length; index++) {
+      const envelope = batch[index] as Envelope;
+      const { deadline } = envelope.command;
+      if (deadline !== undefined && deadline < (now ??= this.#deps.clock.now())) {
+        kept ??= batch.slice(0, index);
+        envelope.reject(
+          new InfrastructureError(
+            'DEADLINE_EXCEEDED',
+            `${label(this.stream)}: command "${envelope.command.id}" had not started when its sender stopped waiting ${now - deadline} ms ago; it was not run. Send it again with the same command id.`,
+            { details: { commandId: envelope.command.id, lateMs: now - deadline } },
+          ),
+        );
+      } else {
+        kept?.push(envelope);
+      }
+    }
+    return kept ?? batch;
+  }
+
   #decideBatch(batch: Envelope[]): Decided {
     const { definition, clock } = this.#deps;
     const events: StoredEvent[] = [];
     const records: CommandRecord[] = [];
     const outcomes: Outcome[] = [];
-    const inBatch = new Map<string, CommandResult>();
+    // Results decided in this batch by command id; made when a second command comes.
+    let inBatch: Map<string, CommandResult> | undefined;
+    let only: CommandResult | undefined;
     const timestamp = clock.now();
     let version = this.#version;
     for (const { command } of batch) {
-      const known = this.#recent.get(command.id) ?? inBatch.get(command.id);
-      if (known !== undefined) {
-        outcomes.push({ ok: true, result: { ...known, duplicate: true } });
+      const recent = this.#recent.get(command.id);
+      if (recent !== undefined) {
+        outcomes.push({ ok: true, result: { ...recent, duplicate: true } });
+        continue;
+      }
+      const sameBatch =
+        inBatch !== undefined
+          ? inBatch.get(command.id)
+          : only?.commandId === command.id
+            ? only
+            : undefined;
+      if (sameBatch !== undefined) {
+        outcomes.push({ ok: true, result: { ...sameBatch, duplicate: true }, inBatch: true });
         continue;
       }
       if (command.expectedVersion !== undefined && command.expectedVersion !== version) {
@@ -349,18 +462,14 @@ export class AggregateActor {
         continue;
       }
       const before = this.#live.getSnapshot();
-      const ctx: DecideContext = {
-        aggregateId: this.stream.id,
-        version,
-        command: {
-          id: command.id,
-          name: command.name,
-          correlationId: command.correlationId,
-          causationId: command.causationId,
-          ...(command.actor === undefined ? {} : { actor: command.actor }),
-        },
-        clock,
+      const about: DecideContext['command'] = {
+        id: command.id,
+        name: command.name,
+        correlationId: command.correlationId,
+        causationId: command.causationId,
       };
+      if (command.actor !== undefined) about.actor = command.actor;
+      const ctx: DecideContext = { aggregateId: this.stream.id, version, command: about, clock };
       const handler = definition.commands[command.name];
       let produced: { events: readonly { type: string; data: unknown }[]; response: unknown };
       try {
@@ -374,7 +483,8 @@ export class AggregateActor {
       }
       const commandEvents: StoredEvent[] = [];
       let failure: JetactorError | undefined;
-      for (const [index, event] of produced.events.entries()) {
+      for (let index = 0; index < produced.events.length; index++) {
+        const event = produced.events[index] as { type: string; data: unknown };
         const stored = this.#validateNew(command, event, version + index + 1, timestamp);
         if (stored instanceof JetactorError) {
           failure = stored;
@@ -390,13 +500,14 @@ export class AggregateActor {
         continue;
       }
       version += commandEvents.length;
-      events.push(...commandEvents);
+      for (const event of commandEvents) events.push(event);
       const result: CommandResult = {
         commandId: command.id,
         version,
         events: commandEvents,
         response: produced.response,
         duplicate: false,
+        position: this.#position,
       };
       if (commandEvents.length > 0) {
         records.push(
@@ -404,7 +515,12 @@ export class AggregateActor {
             ? { id: command.id }
             : { id: command.id, response: produced.response },
         );
-        inBatch.set(command.id, result);
+        if (only === undefined) {
+          only = result;
+        } else {
+          inBatch ??= new Map([[only.commandId, only]]);
+          inBatch.set(command.id, result);
+        }
       }
       outcomes.push({ ok: true, result });
     }
@@ -437,22 +553,19 @@ export class AggregateActor {
       );
     }
     const schemaVersion = definition.eventVersions[event.type] ?? 1;
-    return {
-      type: event.type,
-      data: parsed.data,
-      meta: {
-        domain,
-        aggregate: definition.name,
-        aggregateId: this.stream.id,
-        version,
-        timestamp,
-        commandId: command.id,
-        correlationId: command.correlationId,
-        causationId: command.causationId,
-        ...(command.actor === undefined ? {} : { actor: command.actor }),
-        ...(schemaVersion === 1 ? {} : { schemaVersion }),
-      },
+    const meta: StoredEvent['meta'] = {
+      domain,
+      aggregate: definition.name,
+      aggregateId: this.stream.id,
+      version,
+      timestamp,
+      commandId: command.id,
+      correlationId: command.correlationId,
+      causationId: command.causationId,
     };
+    if (command.actor !== undefined) meta.actor = command.actor;
+    if (schemaVersion !== 1) meta.schemaVersion = schemaVersion;
+    return { type: event.type, data: parsed.data, meta };
   }
 
   /** Applies one event to the live machine; returns why it could not. */
@@ -477,7 +590,7 @@ export class AggregateActor {
         { cause: after.error },
       );
     }
-    if (Object.keys(after.children).length > 0) {
+    if (hasKeys(after.children)) {
       return new RejectionError(
         'EVOLVE_FAILED',
         `${label(this.stream)}: applying "${event.type}" spawned an actor; aggregate machines must not spawn (replay must be deterministic).`,
@@ -488,12 +601,16 @@ export class AggregateActor {
 
   async #replay(): Promise<void> {
     this.#transition('REPLAY');
-    const fromSnapshot = await this.#loadSnapshot();
-    if (await this.#catchUp()) {
-      this.#transition('REPLAYED');
-      // A snapshot that was missing, stale or unreadable is rewritten once replay is done.
-      if (!fromSnapshot) this.#snapshotVersion = 0;
-      this.#maybeSnapshot();
+    try {
+      const fromSnapshot = await this.#loadSnapshot();
+      if (await this.#catchUp()) {
+        this.#transition('REPLAYED');
+        // A snapshot that was missing, stale or unreadable is rewritten once replay is done.
+        if (!fromSnapshot) this.#snapshotVersion = 0;
+        this.#maybeSnapshot();
+      }
+    } finally {
+      this.#replayed = true;
     }
   }
 
@@ -529,6 +646,16 @@ export class AggregateActor {
       this.#version = snapshot.version;
       this.#position = snapshot.position;
       this.#snapshotVersion = snapshot.version;
+      this.#replayedCommands = new Map(
+        (Array.isArray(snapshot.commands) ? snapshot.commands : []).filter(
+          (entry): entry is [string, number] =>
+            Array.isArray(entry) &&
+            typeof entry[0] === 'string' &&
+            Number.isSafeInteger(entry[1]) &&
+            entry[1] > 0 &&
+            entry[1] <= snapshot.position,
+        ),
+      );
       return true;
     } catch (error) {
       logger.warn(
@@ -547,11 +674,17 @@ export class AggregateActor {
       return;
     }
     const version = this.#version;
+    const commands = new Map(this.#replayedCommands);
+    for (const result of this.#recent.values()) {
+      commands.delete(result.commandId);
+      commands.set(result.commandId, result.position);
+    }
     const snapshot = {
       fingerprint: definition.fingerprint,
       version,
       position: this.#position,
       state: definition.machine.getPersistedSnapshot(this.#confirmed),
+      commands: [...commands].slice(-options.recentCommands),
     };
     this.#snapshotting = true;
     snapshots
@@ -567,6 +700,25 @@ export class AggregateActor {
         // Events may have come while this one was being saved.
         if (this.#lifecycle !== 'passivated' && this.#lifecycle !== 'failed') this.#maybeSnapshot();
       });
+  }
+
+  /**
+   * Commands of the batch known only by id (from the snapshot, a replay or a catch-up): their
+   * results are read from their commits, so {@link AggregateActor.#decideBatch} answers them as
+   * duplicates. (A commit holding several commands is deduplicated by the store under one id
+   * only, so the store alone cannot catch a resend of one of them.) Returns the id of a command
+   * whose commit could not be read, if any.
+   */
+  async #recallReplayed(batch: readonly Envelope[]): Promise<string | undefined> {
+    if (this.#replayedCommands.size === 0) return undefined;
+    for (const { command } of batch) {
+      const position = this.#replayedCommands.get(command.id);
+      if (position === undefined || this.#recent.has(command.id)) continue;
+      await this.#recall(position, [{ id: command.id }]);
+      if (!this.#recent.has(command.id)) return command.id;
+      this.#replayedCommands.delete(command.id);
+    }
+    return undefined;
   }
 
   /**
@@ -587,7 +739,7 @@ export class AggregateActor {
             if (list) list.push(read.event);
             else byCommand.set(read.event.meta.commandId, [read.event]);
           }
-          this.#remember(this.#outcomesOf(commit.commands, byCommand));
+          this.#remember(this.#outcomesOf(commit.commands, byCommand, commit.position));
         }
         return;
       }
@@ -621,14 +773,25 @@ export class AggregateActor {
   }
 
   #applyCommit(commit: Commit): void {
-    const { definition } = this.#deps;
-    const corrupt = (why: string, cause?: unknown): InfrastructureError =>
-      new InfrastructureError(
+    const { definition, store } = this.#deps;
+    const corrupt = (why: string, cause?: unknown): InfrastructureError => {
+      const subject = store.subject?.(this.stream);
+      const where =
+        subject === undefined
+          ? `commit at position ${commit.position}`
+          : `commit at position ${commit.position} (sequence ${commit.position} on "${subject}")`;
+      return new InfrastructureError(
         'REPLAY_FAILED',
-        `${label(this.stream)}: commit at position ${commit.position} cannot be replayed: ${why}`,
-        { cause, details: { position: commit.position } },
+        `${label(this.stream)}: ${where} cannot be replayed: ${why} The aggregate takes no commands until the definition reads it (e.g. an upcaster) or the message is removed.`,
+        {
+          cause,
+          details:
+            subject === undefined
+              ? { position: commit.position }
+              : { position: commit.position, subject, sequence: commit.position },
+        },
       );
-    const byCommand = new Map<string, StoredEvent[]>();
+    };
     for (const raw of commit.events ?? []) {
       const expected = this.#version + 1;
       if (raw?.meta?.version !== expected) {
@@ -640,18 +803,55 @@ export class AggregateActor {
       const failure = this.#apply(event, undefined);
       if (failure) throw corrupt(failure.message, failure);
       this.#version = expected;
-      const list = byCommand.get(event.meta.commandId);
-      if (list) list.push(event);
-      else byCommand.set(event.meta.commandId, [event]);
     }
     this.#position = commit.position;
     this.#confirmed = this.#live.getSnapshot();
-    this.#remember(this.#outcomesOf(commit.commands ?? [], byCommand));
+    this.#rememberReplayed(commit.commands ?? [], commit.position);
+  }
+
+  /** Remembers the commands of a replayed commit by id and position (results read on demand). */
+  #rememberReplayed(records: readonly CommandRecord[], position: number): void {
+    for (const record of records) {
+      if (this.#recent.has(record.id)) continue; // its full result is known already
+      this.#replayedCommands.delete(record.id);
+      this.#replayedCommands.set(record.id, position);
+    }
+    this.#forgetOldest();
+  }
+
+  /**
+   * Keeps the `recentCommands` newest commands known, in both maps together: the one whose
+   * commit is oldest goes first. (Forgetting those known by id first lost the commands a catch-up
+   * had just read, the newest of all, as soon as the actor's own ones filled the limit: a resend
+   * of one was then decided again and stored twice.)
+   */
+  #forgetOldest(): void {
+    const limit = this.#deps.options.recentCommands;
+    while (this.#recent.size + this.#replayedCommands.size > limit) {
+      const mine = this.#recent.entries().next().value;
+      const read = this.#replayedCommands.entries().next().value;
+      if (read !== undefined && (mine === undefined || read[1] <= mine[1].position)) {
+        this.#replayedCommands.delete(read[0]);
+      } else if (mine !== undefined) {
+        this.#recent.delete(mine[0]);
+      } else {
+        break;
+      }
+    }
+  }
+
+  /** True when a command of the batch is known only by id: its result must be read back first. */
+  #mustRecall(batch: readonly Envelope[]): boolean {
+    for (const { command } of batch) {
+      if (this.#replayedCommands.has(command.id) && !this.#recent.has(command.id)) return true;
+    }
+    return false;
   }
 
   #outcomesOf(
     records: readonly CommandRecord[],
     byCommand: ReadonlyMap<string, StoredEvent[]>,
+    position: number,
   ): Outcome[] {
     return records.map((record) => {
       const events = byCommand.get(record.id) ?? [];
@@ -664,26 +864,25 @@ export class AggregateActor {
           events,
           response: record.response,
           duplicate: false,
+          position,
         },
       };
     });
   }
 
   #remember(outcomes: Outcome[]): void {
-    const limit = this.#deps.options.recentCommands;
     for (const outcome of outcomes) {
       if (!outcome.ok || outcome.result.duplicate || outcome.result.events.length === 0) continue;
       this.#recent.delete(outcome.result.commandId);
+      this.#replayedCommands.delete(outcome.result.commandId);
       this.#recent.set(outcome.result.commandId, outcome.result);
-      if (this.#recent.size > limit) {
-        const oldest = this.#recent.keys().next().value;
-        if (oldest !== undefined) this.#recent.delete(oldest);
-      }
     }
+    this.#forgetOldest();
   }
 
   #settle(batch: Envelope[], outcomes: Outcome[]): void {
-    for (const [index, envelope] of batch.entries()) {
+    for (let index = 0; index < batch.length; index++) {
+      const envelope = batch[index] as Envelope;
       const outcome = outcomes[index];
       if (outcome?.ok) envelope.resolve(outcome.result);
       else envelope.reject(outcome?.error);
@@ -779,6 +978,12 @@ function commitId(stream: StreamRef, records: CommandRecord[]): string {
       ? first
       : `${first}..${records[records.length - 1]?.id ?? ''}#${records.length}`;
   return `${stream.aggregate}.${stream.id}.${ids}`;
+}
+
+/** True when the object has an own enumerable key (without making the array of its keys). */
+function hasKeys(object: object): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return true;
+  return false;
 }
 
 function label(stream: StreamRef): string {

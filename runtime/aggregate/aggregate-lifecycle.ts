@@ -39,17 +39,20 @@ export type LifecycleState =
 export type LifecycleEvent =
   'REPLAY' | 'REPLAYED' | 'COMMIT' | 'COMMITTED' | 'CONFLICT' | 'FAIL' | 'PASSIVATE';
 
-const table = new Map<string, LifecycleState>();
+/** Target state by state and event: one lookup per transition, no key to build. */
+const table = new Map<string, Map<string, LifecycleState>>();
 for (const [state, node] of Object.entries(aggregateLifecycleMachine.root.states)) {
+  const targets = new Map<string, LifecycleState>();
   for (const [event, transitions] of node.transitions) {
     const target = transitions[0]?.target?.[0]?.key;
-    if (target !== undefined) table.set(`${state}:${event}`, target as LifecycleState);
+    if (target !== undefined) targets.set(event, target as LifecycleState);
   }
+  table.set(state, targets);
 }
 
 /** The state the lifecycle machine goes to; throws on a transition the machine does not have. */
 export function nextLifecycleState(state: LifecycleState, event: LifecycleEvent): LifecycleState {
-  const next = table.get(`${state}:${event}`);
+  const next = table.get(state)?.get(event);
   if (next === undefined) {
     throw new Error(`Aggregate actor lifecycle has no ${event} transition from "${state}".`);
   }

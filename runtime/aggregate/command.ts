@@ -12,6 +12,13 @@ export interface CommandOptions {
   causationId?: string;
   /** Who sends the command (user or service), recorded on the events. */
   actor?: string;
+  /**
+   * How long the sender waits for the reply, in milliseconds. A command that has not started by
+   * then is not run: it is answered `DEADLINE_EXCEEDED` (retryable) and stores nothing, so a copy
+   * held up somewhere cannot be applied after its sender gave up and sent it again (the aggregate
+   * remembers only its last `recentCommands` ids). The typed client sends its per-try timeout.
+   */
+  timeoutMs?: number;
 }
 
 /** A command addressed by names, as it arrives from code, the CLI or the network. */
@@ -40,6 +47,12 @@ export interface CommandResult<R = unknown> {
   response: R;
   /** True when the command id had already been applied and this is the first result again. */
   duplicate: boolean;
+  /**
+   * Position (stream sequence) of the commit holding the events, in the domain's stream; for a
+   * command that stored nothing, the aggregate's last commit. Pass it as a query's `waitFor` to
+   * read your own write.
+   */
+  position: number;
 }
 
 /** A validated command inside the runtime. */
@@ -54,4 +67,6 @@ export interface Command {
   correlationId: string;
   causationId: string;
   actor: string | undefined;
+  /** Time by the node's clock after which the command is not started (from `timeoutMs`). */
+  deadline?: number | undefined;
 }

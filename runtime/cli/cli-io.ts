@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeError, isJetactorError } from '../errors.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 
 /** What a CLI command reads and writes; injected so tests can drive it. */
 export interface CliIO {
@@ -80,9 +81,12 @@ export async function runCommand(
       );
       return 2;
     }
-    const code = isJetactorError(error) ? `${error.code}: ` : '';
-    io.stderr.write(`jetactor ${command}: ${code}${describeError(error)}\n`);
-    return isJetactorError(error) && (error.kind === 'config' || error.kind === 'definition')
+    const shown = isPermissionViolation(error)
+      ? permissionDenied(error, `the request of jetactor ${command}`)
+      : error;
+    const code = isJetactorError(shown) ? `${shown.code}: ` : '';
+    io.stderr.write(`jetactor ${command}: ${code}${describeError(shown)}\n`);
+    return isJetactorError(shown) && (shown.kind === 'config' || shown.kind === 'definition')
       ? 2
       : 1;
   }

@@ -10,6 +10,8 @@ import type { ServiceResponder } from '../messaging/service-responder.js';
 import { DEFAULT_PREFIX, commandSubject } from '../nats/subjects.js';
 import { packageVersion } from './cli-io.js';
 import { exampleCommand } from './example-command.js';
+import { startCliInspector, type InspectOptions } from './inspect-option.js';
+import type { Inspector } from '../inspector/inspector-server.js';
 import { loadDomains } from './load-domains.js';
 import { openBackend, type BackendOptions } from './open-backend.js';
 
@@ -32,13 +34,15 @@ errors go to stderr.`;
 
 /**
  * `jetactor dev [domain modules…]`: a local node on the embedded default, hosting the given
- * domains (default: the bundled flight domain), with a console on stdin.
+ * domains (default: the bundled flight domain), with a console on stdin, and the live inspector
+ * when `inspect` says where.
  */
 export async function devCommand(
   specs: readonly string[],
   io: DevIO,
   logger: Logger,
   backendOptions: BackendOptions = {},
+  inspect?: InspectOptions,
 ): Promise<number> {
   const domains = await loadDomains(specs.length > 0 ? specs : ['flight']);
   const backend = await openBackend(backendOptions, logger);
@@ -50,8 +54,17 @@ export async function devCommand(
   });
   let router: CommandRouter | undefined;
   let service: ServiceResponder | undefined;
+  let inspector: Inspector | undefined;
   try {
     await node.start();
+    if (inspect !== undefined) {
+      inspector = await startCliInspector(node, inspect, {
+        logger,
+        title: `${domains.map((d) => d.name).join(', ')} on ${backend.description}`,
+        out: io.errors,
+        command: 'dev',
+      });
+    }
     if (backend.connection !== undefined) {
       router = new CommandRouter({ node, connection: backend.connection, prefix: backend.prefix });
       await router.start();
@@ -66,8 +79,11 @@ export async function devCommand(
       await service.start();
     }
   } catch (error) {
+    await inspector?.close();
+    await service?.stop();
+    await router?.stop(1_000);
     await node.stop(1_000);
-    await backend.close();
+    await backend.abandon();
     throw error;
   }
   const summary = domains
@@ -97,6 +113,7 @@ export async function devCommand(
   // After "quit" the input may still be open (a pipe); stop reading it so the process can exit.
   lines.close();
   io.input.destroy();
+  await inspector?.close();
   await router?.stop(5_000);
   const { interrupted } = await node.stop(5_000);
   await router?.settled();

@@ -1,6 +1,8 @@
 import type { CliIO } from './cli-io.js';
 import { eventsCommand } from './events-command.js';
 import { nodeCommand } from './node-command.js';
+import { projectionCommand } from './projection-command.js';
+import { queryCommand } from './query-command.js';
 import { sendCommand } from './send-command.js';
 import { stateCommand } from './state-command.js';
 
@@ -12,4 +14,6 @@ export const natsCommands: Readonly<
   send: sendCommand,
   state: stateCommand,
   events: eventsCommand,
+  query: queryCommand,
+  projection: projectionCommand,
 });

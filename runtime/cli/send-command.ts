@@ -16,7 +16,8 @@ const help = `Usage: jetactor send <domain>.<Aggregate>.<id> <command> [json inp
 
 Sends one command to the nodes hosting the domain (over NATS, on
 <prefix>.cmd.<domain>.<Aggregate>.<id>.<command>) and prints the reply as one JSON line on stdout:
-{"commandId","version","events","response","duplicate"}. An error reply prints
+{"commandId","version","events","response","duplicate","position"} (position: the
+stream sequence of the commit, for a query's --wait-for). An error reply prints
 "error <CODE>: <message>" on stderr and exits 1. The input defaults to {}.
 
   jetactor send bank.Account.acc-1 open '{"owner":"ann"}'

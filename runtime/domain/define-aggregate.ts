@@ -2,6 +2,7 @@ import type { AnyStateMachine, SnapshotFrom } from 'xstate';
 import type { z } from 'zod';
 import type { Clock } from '../clock.js';
 import { DefinitionError } from '../errors.js';
+import { describeUnknownOptions, unknownOptions } from '../unknown-options.js';
 import { isIdentifier } from '../names.js';
 import { checkMachine } from './check-machine.js';
 import { machineFingerprint } from './machine-fingerprint.js';
@@ -156,6 +157,15 @@ export function defineAggregate<
   C extends Record<string, CommandDefinition<SnapshotFrom<M>, E, any, any>>,
 >(options: AggregateOptions<N, E, M, C>): AggregateDefinition<N, E, M, C> {
   const { name, events, machine } = options;
+  const knownOptions = ['name', 'events', 'machine', 'commands', 'upcasters'];
+  const unknown = unknownOptions(options, knownOptions);
+  if (unknown.length > 0) {
+    throw new DefinitionError(
+      'INVALID_DEFINITION',
+      `Aggregate ${JSON.stringify(name)}: ${describeUnknownOptions(unknown, knownOptions)}.`,
+      { details: { unknown } },
+    );
+  }
   if (typeof name !== 'string' || !isIdentifier(name)) {
     throw new DefinitionError(
       'INVALID_NAME',

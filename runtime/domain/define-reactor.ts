@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { CommandRequest, CommandResult } from '../aggregate/command.js';
 import type { Clock } from '../clock.js';
 import { DefinitionError } from '../errors.js';
+import { describeUnknownOptions, unknownOptions } from '../unknown-options.js';
 import type { Logger } from '../logger.js';
 import { isIdentifier } from '../names.js';
 import type { AggregateRef } from '../node/domain-node.js';
@@ -51,7 +52,7 @@ export interface ReactorContext {
 }
 
 /** A reactor handler. */
-export type ReactorHandler<Event> = (event: Event, ctx: ReactorContext) => void | Promise<void>;
+export type ReactorHandler<Event> = (event: Event, ctx: ReactorContext) => void | Promise<unknown>;
 
 /** Handlers keyed by `'<Aggregate>.<Event>'`. */
 export type ReactorHandlers<A extends AnyAggregateDefinition> = {
@@ -131,6 +132,15 @@ const settingsSchema = z.object({
 export function defineReactor<const A extends AnyAggregateDefinition>(
   options: ReactorOptions<A>,
 ): ReactorDefinition<A> {
+  const knownOptions = ['name', 'aggregates', 'on', 'concurrency', 'retry', 'deadLetters'];
+  const unknown = unknownOptions(options, knownOptions);
+  if (unknown.length > 0) {
+    throw new DefinitionError(
+      'INVALID_DEFINITION',
+      `Reactor ${JSON.stringify(options.name)}: ${describeUnknownOptions(unknown, knownOptions)}.`,
+      { details: { unknown } },
+    );
+  }
   if (!isIdentifier(options.name)) {
     throw new DefinitionError(
       'INVALID_NAME',

@@ -92,6 +92,11 @@ export interface EventStore {
    * Optional: stores that need nothing omit it.
    */
   ensureDomains?(domains: readonly string[]): Promise<void>;
+  /**
+   * Where an aggregate's commits are kept, for error messages: the JetStream store gives the NATS
+   * subject, whose stream sequences are the commits' positions. Optional.
+   */
+  subject?(stream: StreamRef): string;
   /** Releases resources; later calls fail with `STORE_CLOSED`. */
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
-import { ConflictError, InfrastructureError } from '../errors.js';
+import { ConfigError, ConflictError, InfrastructureError } from '../errors.js';
 import type {
   AppendRequest,
   AppendResult,
@@ -11,6 +11,7 @@ import type {
   StreamRef,
   SubscribeOptions,
 } from './event-store.js';
+import { describeUnknownOptions, unknownOptions } from '../unknown-options.js';
 
 /** Options of {@link InMemoryEventStore}. */
 export interface InMemoryEventStoreOptions {
@@ -45,6 +46,13 @@ export class InMemoryEventStore implements EventStore {
   #closed = false;
 
   constructor(options: InMemoryEventStoreOptions = {}) {
+    const known = ['codec', 'clock', 'duplicateWindowMs'];
+    const unknown = unknownOptions(options, known);
+    if (unknown.length > 0) {
+      throw new ConfigError(`In-memory event store: ${describeUnknownOptions(unknown, known)}.`, {
+        details: { unknown },
+      });
+    }
     this.#codec = options.codec ?? new MsgpackCodec();
     this.#clock = options.clock ?? systemClock;
     this.#window = options.duplicateWindowMs ?? 120_000;

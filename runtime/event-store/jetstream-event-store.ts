@@ -12,7 +12,7 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
-import { headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { systemClock, type Clock } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
@@ -34,7 +34,9 @@ import {
   parseEventSubject,
   streamName,
 } from '../nats/subjects.js';
+import { EncodedHeaders } from '../nats/encoded-headers.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { compareVersions } from '../nats/server-version.js';
 import { decodeEnvelope, encodeEnvelope } from './commit-envelope.js';
 import type {
@@ -121,6 +123,8 @@ interface PubAckJSON {
 /** JetStream error code of a failed `Nats-Expected-Last-Subject-Sequence` check. */
 const WRONG_LAST_SEQUENCE = 10071;
 
+const utf8 = new TextDecoder();
+
 /**
  * The durable event store: one JetStream stream per domain (file storage), one subject per
  * aggregate instance, one message per commit.
@@ -182,6 +186,9 @@ export class JetStreamEventStore implements EventStore {
     try {
       jsm = await jetstreamManager(resolved.connection);
     } catch (error) {
+      if (isPermissionViolation(error)) {
+        throw permissionDenied(error, 'opening JetStream ($JS.API.INFO)', resolved.connection);
+      }
       throw new InfrastructureError(
         'STORE_UNAVAILABLE',
         `JetStream is not available on the server (${describeError(error)}); start nats-server with JetStream enabled (-js, or the jetstream block of nats.conf).`,
@@ -384,11 +391,12 @@ export class JetStreamEventStore implements EventStore {
     payload: Uint8Array,
   ): Promise<AppendResult> {
     const { appendAttempts, ackTimeoutMs } = this.#options;
+    const h = new EncodedHeaders([
+      ['Nats-Msg-Id', request.dedupId],
+      ['Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition)],
+    ]);
     let resent = false;
     for (let attempt = 1; ; attempt++) {
-      const h = headers();
-      h.set('Nats-Msg-Id', request.dedupId);
-      h.set('Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition));
       let msg: Msg;
       try {
         msg = await this.#pipeline.request(subject, payload, h);
@@ -408,6 +416,9 @@ export class JetStreamEventStore implements EventStore {
             { cause: error, details: { attempts: attempt, ackTimeoutMs } },
           );
         }
+        if (isPermissionViolation(error)) {
+          throw permissionDenied(error, `the commit of ${label(request.stream)} on ${subject}`);
+        }
         throw new InfrastructureError(
           'STORE_UNAVAILABLE',
           `${label(request.stream)}: the commit on ${subject} was not acknowledged: ${describeError(error)}. It may or may not be stored; send the command again with the same command id.`,
@@ -424,7 +435,7 @@ export class JetStreamEventStore implements EventStore {
       }
       let ack: PubAckJSON;
       try {
-        ack = JSON.parse(new TextDecoder().decode(msg.data)) as PubAckJSON;
+        ack = JSON.parse(utf8.decode(msg.data)) as PubAckJSON;
       } catch (error) {
         throw unavailable(`reading the acknowledgement for ${subject}`, error);
       }
@@ -435,8 +446,26 @@ export class JetStreamEventStore implements EventStore {
           new Error(JSON.stringify(ack)),
         );
       }
-      // After a resend, a duplicate is our own first send: stored once, and it is ours.
-      return { position: ack.seq, duplicate: ack.duplicate === true && !resent };
+      if (ack.duplicate === true && resent) {
+        return { position: ack.seq, duplicate: !(await this.#isOurs(request, ack.seq, payload)) };
+      }
+      return { position: ack.seq, duplicate: ack.duplicate === true };
+    }
+  }
+
+  /**
+   * After a resend, a duplicate is either our own first send, stored once and ours, or the
+   * commit of another writer under the same id (the command was sent again to another node):
+   * only the stored bytes tell. When they cannot be read it counts as another's, so the writer
+   * catches up instead of taking a position it did not write.
+   */
+  async #isOurs(request: AppendRequest, sequence: number, payload: Uint8Array): Promise<boolean> {
+    try {
+      const stored = await this.#directGet(this.streamName(request.stream.domain), { sequence });
+      if (stored === undefined || stored.subject !== this.subject(request.stream)) return false;
+      return Buffer.from(stored.data).equals(payload);
+    } catch {
+      return false;
     }
   }
 
@@ -683,8 +712,9 @@ function isStreamNotFound(error: unknown): boolean {
   return code === 10059 || /stream not found/i.test(describeError(error));
 }
 
-function unavailable(what: string, error: unknown): InfrastructureError {
-  if (error instanceof InfrastructureError) return error;
+function unavailable(what: string, error: unknown): JetactorError {
+  if (error instanceof JetactorError) return error;
+  if (isPermissionViolation(error)) return permissionDenied(error, what);
   return new InfrastructureError(
     'STORE_UNAVAILABLE',
     `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream; the command can be sent again.`,

@@ -4,9 +4,11 @@ import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
 import { ConfigError } from '../errors.js';
 import { isIdentifier } from '../names.js';
+import { KvPipeline, allowsDirect } from '../nats/kv-pipeline.js';
 import { DEFAULT_PREFIX, snapshotBucket } from '../nats/subjects.js';
 import type { StreamRef } from './event-store.js';
 import type { Snapshot, SnapshotStore } from './snapshot-store.js';
+import { describeUnknownOptions, unknownOptions } from '../unknown-options.js';
 
 /** Options of {@link KvSnapshotStore}. */
 export interface KvSnapshotStoreOptions {
@@ -30,9 +32,17 @@ export class KvSnapshotStore implements SnapshotStore {
   readonly #prefix: string;
   readonly #replicas: number;
   readonly #codec: Codec;
-  readonly #buckets = new Map<string, Promise<KV>>();
+  readonly #buckets = new Map<string, Promise<{ kv: KV; direct: boolean }>>();
+  readonly #pipeline: KvPipeline;
 
   constructor(options: KvSnapshotStoreOptions) {
+    const known = ['connection', 'prefix', 'replicas', 'codec'];
+    const unknown = unknownOptions(options, known);
+    if (unknown.length > 0) {
+      throw new ConfigError(`Snapshot store: ${describeUnknownOptions(unknown, known)}.`, {
+        details: { unknown },
+      });
+    }
     const prefix = options.prefix ?? DEFAULT_PREFIX;
     if (!isIdentifier(prefix)) {
       throw new ConfigError(
@@ -40,16 +50,24 @@ export class KvSnapshotStore implements SnapshotStore {
       );
     }
     this.#kvm = new Kvm(options.connection);
+    this.#pipeline = new KvPipeline(options.connection);
     this.#prefix = prefix;
     this.#replicas = options.replicas ?? 1;
     this.#codec = options.codec ?? new MsgpackCodec();
   }
 
   async load(stream: StreamRef): Promise<Snapshot | undefined> {
-    const kv = await this.#bucket(stream.domain);
-    const entry = await kv.get(snapshotKey(stream));
-    if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) return undefined;
-    const value = this.#codec.decode(entry.value);
+    const { kv, direct } = await this.#bucket(stream.domain);
+    const key = snapshotKey(stream);
+    let bytes: Uint8Array | undefined;
+    if (direct) {
+      bytes = await this.#pipeline.get(snapshotBucket(this.#prefix, stream.domain), key);
+    } else {
+      const entry = await kv.get(key);
+      bytes = entry === null || entry.operation !== 'PUT' ? undefined : entry.value;
+    }
+    if (bytes === undefined || bytes.length === 0) return undefined;
+    const value = this.#codec.decode(bytes);
     if (typeof value !== 'object' || value === null || !('fingerprint' in value)) {
       throw new Error(`snapshot of ${snapshotKey(stream)} is not a snapshot object`);
     }
@@ -57,23 +75,26 @@ export class KvSnapshotStore implements SnapshotStore {
   }
 
   async save(stream: StreamRef, snapshot: Snapshot): Promise<void> {
-    const kv = await this.#bucket(stream.domain);
-    await kv.put(snapshotKey(stream), this.#codec.encode(snapshot));
+    await this.#bucket(stream.domain);
+    await this.#pipeline.put(
+      snapshotBucket(this.#prefix, stream.domain),
+      snapshotKey(stream),
+      this.#codec.encode(snapshot),
+    );
   }
 
   /** Writes raw bytes as a snapshot, to test what the runtime does with a damaged one. */
   async corrupt(stream: StreamRef, bytes: Uint8Array): Promise<void> {
-    const kv = await this.#bucket(stream.domain);
+    const { kv } = await this.#bucket(stream.domain);
     await kv.put(snapshotKey(stream), bytes);
   }
 
-  #bucket(domain: string): Promise<KV> {
+  #bucket(domain: string): Promise<{ kv: KV; direct: boolean }> {
     let bucket = this.#buckets.get(domain);
     if (bucket === undefined) {
-      bucket = this.#kvm.create(snapshotBucket(this.#prefix, domain), {
-        history: 1,
-        replicas: this.#replicas,
-      });
+      bucket = this.#kvm
+        .create(snapshotBucket(this.#prefix, domain), { history: 1, replicas: this.#replicas })
+        .then(async (kv) => ({ kv, direct: await allowsDirect(kv) }));
       bucket.catch(() => this.#buckets.delete(domain));
       this.#buckets.set(domain, bucket);
     }

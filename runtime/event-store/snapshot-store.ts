@@ -10,6 +10,13 @@ export interface Snapshot {
   position: number;
   /** The machine's persisted snapshot (`machine.getPersistedSnapshot`). */
   state: unknown;
+  /**
+   * The aggregate's most recent command ids (at most the supervisor's `recentCommands`, oldest
+   * first), each with the position of the commit that holds it, so that a command sent again after
+   * the snapshot was taken is still answered with its first result instead of being applied twice.
+   * Absent in snapshots written by older versions.
+   */
+  commands?: [commandId: string, position: number][];
 }
 
 /**

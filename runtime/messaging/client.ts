@@ -25,9 +25,17 @@ import {
 } from '../errors.js';
 import { isIdentifier, whyNotSubjectToken } from '../names.js';
 import type { AggregateRef } from '../node/domain-node.js';
-import { PipelineClosedError, ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
-import { DEFAULT_PREFIX, commandSubject, viewSubject } from '../nats/subjects.js';
+import {
+  PipelineClosedError,
+  ReplyLostError,
+  ReplyPipeline,
+  ReplyTimeoutError,
+} from '../nats/reply-pipeline.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
+import { DEFAULT_PREFIX, commandSubject, querySubject, viewSubject } from '../nats/subjects.js';
+import type { AnyQueryDefinition, QueryInput, QueryOutput } from '../domain/define-query.js';
 import { commandHeaders, jsonCodec, mediaType } from './protocol.js';
+import { queryHeaders } from './query-server.js';
 
 const optionsSchema = z.strictObject({
   connection: z.custom<NatsConnection>(
@@ -102,6 +110,7 @@ const commandOptionsSchema = z.object({
   correlationId: z.string().min(1).max(256).optional(),
   causationId: z.string().min(1).max(256).optional(),
   actor: z.string().min(1).max(256).optional(),
+  timeoutMs: z.number().int().min(10).max(86_400_000).optional(),
 });
 
 const optionHeaderNames = {
@@ -110,7 +119,20 @@ const optionHeaderNames = {
   correlationId: commandHeaders.correlationId,
   causationId: commandHeaders.causationId,
   actor: commandHeaders.actor,
-} as const satisfies Record<keyof CommandOptions, string>;
+} as const satisfies Record<Exclude<keyof CommandOptions, 'timeoutMs'>, string>;
+
+/** Options of {@link JetactorClient.query}. */
+export interface ClientQueryOptions {
+  /**
+   * Read-your-writes: the node answers once the projections the query reads have applied the
+   * commit at this position (`result.position` of a command of the same domain); when they do not
+   * get there within `waitTimeoutMs`, the query fails with the retryable `PROJECTION_BEHIND`
+   * (not retried by the client).
+   */
+  waitFor?: number;
+  /** How long the node may wait for `waitFor`, in milliseconds; default the node's (5000). */
+  waitTimeoutMs?: number;
+}
 
 /**
  * Sends commands to jetactor nodes over NATS and returns their replies, or throws the same typed
@@ -202,6 +224,10 @@ export class JetactorClient {
     const h = headers();
     h.set(commandHeaders.contentType, this.#codec.contentType);
     const values: CommandOptions = { ...options.data, commandId };
+    // How long each try waits: the node does not start the command after that (a late copy
+    // must not be applied once this client has sent it again).
+    const timeoutMs = options.data.timeoutMs ?? this.#options.timeoutMs;
+    h.set(commandHeaders.timeout, String(timeoutMs));
     for (const [field, header] of Object.entries(optionHeaderNames)) {
       const value = values[field as keyof CommandOptions];
       if (value === undefined) continue;
@@ -228,7 +254,15 @@ export class JetactorClient {
       { domain, aggregate: request.aggregate, id: request.id },
       request.command,
     );
-    const body = await this.#call(subject, payload, h, commandId);
+    const body = await this.#call(
+      subject,
+      payload,
+      h,
+      commandId,
+      options.data.timeoutMs === undefined
+        ? undefined
+        : () => this.#requestWithin(subject, payload, h, timeoutMs),
+    );
     return toResult(body, subject);
   }
 
@@ -252,29 +286,128 @@ export class JetactorClient {
     return body as AggregateView;
   }
 
+  /**
+   * Runs a query on a node hosting the domain (`<prefix>.qry.<domain>.<name>`) and resolves with
+   * its result: typed when given the domain definition, `unknown` with a domain name. Rejects with
+   * the node's typed errors (`UNKNOWN_QUERY`, `VALIDATION_FAILED`, `PROJECTION_BEHIND`, …) or
+   * `NO_RESPONDERS`, `REQUEST_TIMEOUT`.
+   */
+  query<D extends DomainDefinition<any, any>, N extends keyof D['queries'] & string>(
+    domain: D,
+    name: N,
+    input: QueryInput<D['queries'][N]>,
+    options?: ClientQueryOptions,
+  ): Promise<QueryOutput<D['queries'][N]>>;
+  query(
+    domain: string,
+    name: string,
+    input?: unknown,
+    options?: ClientQueryOptions,
+  ): Promise<unknown>;
+  async query(
+    domain: DomainDefinition<any, AnyQueryDefinition> | string,
+    name: string,
+    input?: unknown,
+    options: ClientQueryOptions = {},
+  ): Promise<unknown> {
+    const domainName = typeof domain === 'string' ? domain : domain.name;
+    for (const [what, value] of Object.entries({ domain: domainName, query: name })) {
+      if (typeof value !== 'string' || !isIdentifier(value)) {
+        throw new RejectionError(
+          what === 'domain' ? 'UNKNOWN_DOMAIN' : 'UNKNOWN_QUERY',
+          `${what} ${JSON.stringify(value)} is not a name a domain can define: use letters, digits, "_" or "-", starting with a letter.`,
+          { details: { [what]: value } },
+        );
+      }
+    }
+    const h = headers();
+    h.set(commandHeaders.contentType, this.#codec.contentType);
+    for (const [field, header] of [
+      ['waitFor', queryHeaders.waitFor],
+      ['waitTimeoutMs', queryHeaders.waitTimeout],
+    ] as const) {
+      const value = options[field];
+      if (value === undefined) continue;
+      if (!Number.isSafeInteger(value) || value < 0) {
+        throw new RejectionError(
+          'VALIDATION_FAILED',
+          `${field} ${JSON.stringify(value)} is not valid: give a whole number (a position from a command result, or milliseconds).`,
+        );
+      }
+      h.set(header, String(value));
+    }
+    let payload: Uint8Array;
+    try {
+      payload = this.#codec.encode(input ?? {});
+    } catch (error) {
+      throw new RejectionError(
+        'VALIDATION_FAILED',
+        `The input of query ${domainName}.${name} cannot be encoded with ${this.#codec.contentType}: ${describeError(error)}. Send plain values.`,
+        { cause: error },
+      );
+    }
+    const subject = querySubject(this.#options.prefix, domainName, name);
+    const timeout =
+      options.waitFor === undefined
+        ? this.#options.timeoutMs
+        : Math.max(this.#options.timeoutMs, (options.waitTimeoutMs ?? 5_000) + 1_000);
+    const body = await this.#call(subject, payload, h, undefined, () =>
+      this.#requestWithin(subject, payload, h, timeout),
+    );
+    if (typeof body !== 'object' || body === null || !('result' in body)) {
+      throw invalidReply(subject, `the reply ${JSON.stringify(body)} is not a query result`);
+    }
+    return body.result;
+  }
+
   /** Stops waiting for replies (pending calls fail with `REQUEST_FAILED`); the connection stays open. */
   close(): void {
     this.#pipeline.close('the client was closed');
   }
 
   /** Sends a request, retrying with backoff; resolves with the decoded `ok` body. */
+  /** One request with its own timeout (the pipeline's is the client's `timeoutMs`). */
+  async #requestWithin(
+    subject: string,
+    payload: Uint8Array,
+    h: MsgHdrs,
+    timeout: number,
+  ): Promise<Msg> {
+    try {
+      return await this.#nc.request(subject, payload, { timeout, headers: h });
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      if ((error as { isNoResponders?: () => boolean }).isNoResponders?.() === true) {
+        throw noResponders(subject);
+      }
+      if (name === 'TimeoutError' || /timeout/i.test(describeError(error))) {
+        throw new ReplyTimeoutError(subject, timeout);
+      }
+      throw error;
+    }
+  }
+
   async #call(
     subject: string,
     payload: Uint8Array,
     h: MsgHdrs,
     commandId: string | undefined,
+    send: () => Promise<Msg> = () => this.#pipeline.request(subject, payload, h),
   ): Promise<unknown> {
     const { retries } = this.#options;
     for (let attempt = 1; ; attempt++) {
       let error: JetactorError;
       try {
-        const msg = await this.#pipeline.request(subject, payload, h);
+        const msg = await send();
         return this.#read(msg, subject);
       } catch (caught) {
         error = this.#translate(caught, subject, attempt, commandId);
       }
       const retry =
-        error.retryable && error.code !== 'INVALID_REPLY' && error.code !== 'REQUEST_FAILED';
+        error.retryable &&
+        error.code !== 'INVALID_REPLY' &&
+        error.code !== 'REQUEST_FAILED' &&
+        error.code !== 'PROJECTION_BEHIND';
       if (!retry || attempt > retries) throw error;
       await this.#sleep(this.#delay(attempt, error));
     }
@@ -327,12 +460,15 @@ export class JetactorClient {
     if (caught instanceof ReplyTimeoutError) {
       return new InfrastructureError(
         'REQUEST_TIMEOUT',
-        `No reply on ${subject} within ${this.#options.timeoutMs} ms (${tries}). ` +
+        `No reply on ${subject} ${caught instanceof ReplyLostError ? 'before the connection to NATS dropped' : `within ${caught.timeoutMs} ms`} (${tries}). ` +
           (commandId === undefined
             ? 'Is a node hosting the domain up and not overloaded?'
             : `The command may or may not have been applied: send it again with the same command id (${commandId}); it is applied at most once.`),
         { cause: caught, details: { subject, attempts: attempt, commandId } },
       );
+    }
+    if (isPermissionViolation(caught)) {
+      return permissionDenied(caught, `the request on ${subject}`, this.#nc);
     }
     const closed = caught instanceof PipelineClosedError || this.#nc.isClosed();
     return new InfrastructureError(
@@ -417,6 +553,7 @@ function toResult(body: unknown, subject: string): CommandResult {
     events: value.events,
     response: value.response,
     duplicate: value.duplicate === true,
+    position: typeof value.position === 'number' ? value.position : 0,
   };
 }
 

@@ -1,5 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  Match,
+  headers,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { CommandRequest } from '../aggregate/command.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
@@ -7,6 +14,7 @@ import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
 import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
 import type { DomainDefinition } from '../domain/define-domain.js';
+import { errorCodes } from '../error-codes.js';
 import {
   ConfigError,
   InfrastructureError,
@@ -17,13 +25,22 @@ import {
 import type { Logger } from '../logger.js';
 import { isIdentifier, whyNotSubjectToken } from '../names.js';
 import type { DomainNode } from '../node/domain-node.js';
+import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import {
   DEFAULT_PREFIX,
   commandQueueGroup,
   domainCommandSubjects,
   domainViewSubjects,
+  forwardSubject,
   viewQueueGroup,
 } from '../nats/subjects.js';
+import {
+  PartitionRouting,
+  type ForwardFallbackReason,
+  type Route,
+  type RoutingCounters,
+  type RoutingStats,
+} from './partition-routing.js';
 import {
   bodyFormat,
   commandHeaders,
@@ -37,6 +54,21 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
 
 /** Default of {@link CommandRouterOptions.maxInFlight}. */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
+
+/** Default of {@link AffinityOptions.forwardTimeoutMs}. */
+export const DEFAULT_FORWARD_TIMEOUT_MS = 1_000;
+
+const affinitySchema = z.strictObject({
+  partitions: z.number().int().min(1).max(1024).optional(),
+  leaseMs: z.number().int().min(250).max(600_000).optional(),
+  nodeId: z.string().optional(),
+  forwardTimeoutMs: z.number().int().min(10).max(600_000).default(DEFAULT_FORWARD_TIMEOUT_MS),
+  logger: z
+    .custom<Logger>((value) => typeof (value as Logger | undefined)?.child === 'function', {
+      message: 'expected a pino logger',
+    })
+    .optional(),
+});
 
 const optionsSchema = z.strictObject({
   node: z.custom<DomainNode>(
@@ -72,7 +104,42 @@ const optionsSchema = z.strictObject({
       message: 'expected a Clock',
     })
     .optional(),
+  affinity: z
+    .union([z.boolean(), affinitySchema])
+    .default(false)
+    .transform((value) =>
+      value === false ? undefined : value === true ? affinitySchema.parse({}) : value,
+    ),
 });
+
+/**
+ * Partition affinity of a {@link CommandRouter}: each hosted domain's aggregate-id space is cut
+ * into partitions owned by the nodes through leases in NATS KV, and a node forwards a request for
+ * a partition another node owns to that node, so one aggregate is served by one node while
+ * membership is stable (warm actors, almost no conflicts). See docs/partitions.md.
+ */
+export interface AffinityOptions {
+  /** Partitions per domain, 1 to 1024, the same on every node of the domain. Default 64. */
+  partitions?: number;
+  /**
+   * Lease time in milliseconds (250 to 600 000), the same on every node of the domain; a dead
+   * node's partitions move to the others about this long after its last renewal. Default 5 000.
+   */
+  leaseMs?: number;
+  /**
+   * This node's id in the lease buckets, unique among the nodes: 1 to 64 letters, digits, `_` or
+   * `-`. Default `<host>-<pid>-<random>`.
+   */
+  nodeId?: string;
+  /**
+   * How long a forwarded request waits for the owner's reply before this node serves it itself
+   * (safe: the stream's expected-sequence check and the command id make a second execution
+   * harmless). Default 1 000.
+   */
+  forwardTimeoutMs?: number;
+  /** Logger of the partition leases. Default the router's logger. */
+  logger?: Logger;
+}
 
 /** Options of {@link CommandRouter}. */
 export interface CommandRouterOptions {
@@ -96,12 +163,23 @@ export interface CommandRouterOptions {
   maxInFlight?: number;
   /** pino logger; one line per answered request at `debug`. Default the node's logger. */
   logger?: Logger;
-  /** Clock of the stop timeout. Default the system clock. */
+  /** Clock of the stop timeout, forward timeouts and leases. Default the system clock. */
   clock?: Clock;
+  /**
+   * Partition affinity: `true` or options to turn it on (`jetactor node` does by default), `false`
+   * (the default) to serve every request where it arrives. Needs JetStream (a KV bucket per
+   * domain, `<prefix>_leases_<domain>`).
+   */
+  affinity?: boolean | AffinityOptions;
 }
 
-/** Counters of one subscription of the router, in the shape the NATS service protocol reports. */
-export interface RouterEndpointStats {
+/**
+ * Counters of one subscription of the router, in the shape the NATS service protocol reports.
+ * `requests`, `ok`, `rejected`, `failed`, `overloaded`, `lastError` and `processingTimeNs` count
+ * the requests clients sent to this node (relayed replies of forwarded ones included); the
+ * {@link RoutingCounters} say where they were served.
+ */
+export interface RouterEndpointStats extends RoutingCounters {
   /** Endpoint name: `cmd-<domain>` or `view-<domain>`. */
   name: string;
   /** What it answers. */
@@ -134,9 +212,29 @@ interface Endpoint extends RouterEndpointStats {
   definition: DomainDefinition;
 }
 
+/** A request being answered. */
+interface Incoming {
+  readonly endpoint: Endpoint;
+  /** The message to answer. */
+  readonly msg: Msg;
+  /** The subject the client sent it on (for a forwarded request, from its header). */
+  readonly subject: string;
+  /** Set when another node forwarded it here as the owner of `partition`, with its `token`. */
+  readonly forwarded: { readonly partition: number; readonly token: number } | undefined;
+  /** `performance.now()` at receipt. */
+  readonly started: number;
+}
+
 type RouterState = 'new' | 'listening' | 'stopping' | 'stopped';
 
 const MAX_HEADER_VALUE = 256;
+
+/** Headers only nodes put on forwarded requests, by lower-case name. */
+const forwardHeaders = new Set(
+  [commandHeaders.forwardedSubject, commandHeaders.partitionToken, commandHeaders.forwardedBy].map(
+    (h) => h.toLowerCase(),
+  ),
+);
 
 /** Request headers besides Content-Type, by lower-case name. */
 const optionHeaders = new Map<string, keyof Omit<CommandRequest, 'aggregate' | 'id' | 'command'>>([
@@ -145,6 +243,7 @@ const optionHeaders = new Map<string, keyof Omit<CommandRequest, 'aggregate' | '
   [commandHeaders.correlationId.toLowerCase(), 'correlationId'],
   [commandHeaders.causationId.toLowerCase(), 'causationId'],
   [commandHeaders.actor.toLowerCase(), 'actor'],
+  [commandHeaders.timeout.toLowerCase(), 'timeoutMs'],
 ]);
 
 /**
@@ -160,6 +259,14 @@ const optionHeaders = new Map<string, keyof Omit<CommandRequest, 'aggregate' | '
  * Bad requests are answered synchronously, before anything reaches the supervisor, and never
  * count against {@link CommandRouterOptions.maxInFlight}; so a flood of them cannot starve good
  * ones, and nothing of them is stored.
+ *
+ * With {@link CommandRouterOptions.affinity}, each domain's partitions are owned by the nodes
+ * through leases, and a request whose partition another live node owns is forwarded once to
+ * `<prefix>.fwd.<domain>.<partition>` with the owner's fencing token; the owner's reply is relayed
+ * unchanged. The owner serves it only while it holds that very lease, else refuses with
+ * `NOT_PARTITION_OWNER`; on a refusal, no responders or no reply within the forward timeout the
+ * node serves the request itself. Correctness never depends on it: the stream's expected-sequence
+ * check and the command id make a request served on two nodes safe.
  */
 export class CommandRouter {
   readonly #node: DomainNode;
@@ -172,6 +279,9 @@ export class CommandRouter {
   readonly #clock: Clock;
   readonly #endpoints: Endpoint[] = [];
   readonly #subscriptions: Subscription[] = [];
+  readonly #routing = new Map<string, PartitionRouting>();
+  readonly #forwardTimeoutMs: number;
+  #pipeline: ReplyPipeline | undefined;
   #state: RouterState = 'new';
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
@@ -195,6 +305,7 @@ export class CommandRouter {
     this.#maxInFlight = config.maxInFlight;
     this.#logger = config.logger ?? config.node.logger;
     this.#clock = config.clock ?? systemClock;
+    this.#forwardTimeoutMs = config.affinity?.forwardTimeoutMs ?? DEFAULT_FORWARD_TIMEOUT_MS;
     for (const domain of config.node.domains) {
       for (const kind of ['command', 'view'] as const) {
         const subject =
@@ -219,7 +330,29 @@ export class CommandRouter {
           overloaded: 0,
           lastError: '',
           processingTimeNs: 0,
+          ...emptyCounters(),
         });
+      }
+    }
+    const affinity = config.affinity;
+    if (affinity !== undefined) {
+      // One node id for every domain: the first domain's leases pick it when none is given.
+      let nodeId = affinity.nodeId;
+      for (const domain of config.node.domains) {
+        const routing = new PartitionRouting({
+          connection: this.#nc,
+          prefix: this.#prefix,
+          domain: domain.name,
+          node: this.#node,
+          partitions: affinity.partitions,
+          leaseMs: affinity.leaseMs,
+          nodeId,
+          clock: config.clock,
+          logger: (affinity.logger ?? this.#logger).child({ domain: domain.name }),
+          onForwarded: (partition, msg) => this.#onForwarded(routing, partition, msg),
+        });
+        nodeId = routing.nodeId;
+        this.#routing.set(domain.name, routing);
       }
     }
   }
@@ -229,21 +362,47 @@ export class CommandRouter {
     return this.#endpoints.map((e) => e.subject);
   }
 
-  /** Commands and views being executed now. */
+  /** Commands and views being executed now (forwards waiting for the owner included). */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** This node's id in the lease buckets, or undefined when affinity is off. */
+  get nodeId(): string | undefined {
+    return this.#routing.values().next().value?.nodeId;
   }
 
   /** Counters per subscription (copies). */
   endpoints(): RouterEndpointStats[] {
     return this.#endpoints.map(({ base: _base, definition: _definition, ...stats }) => ({
       ...stats,
+      fallbacks: { ...stats.fallbacks },
     }));
   }
 
   /**
-   * Subscribes every domain's command and view subjects in their queue groups and waits until
-   * the server has them, so a request sent after this resolves reaches the router.
+   * Partition affinity per domain: the leases (owned partitions, live nodes, acquisitions,
+   * losses) and where the domain's requests were served. Empty when affinity is off.
+   */
+  routingStats(): Record<string, RoutingStats> {
+    const stats: Record<string, RoutingStats> = {};
+    for (const [domain, routing] of this.#routing) {
+      const counters = emptyCounters();
+      for (const endpoint of this.#endpoints) {
+        if (endpoint.domain === domain) addCounters(counters, endpoint);
+      }
+      stats[domain] = { ...routing.leaseStats(), ...counters };
+    }
+    return stats;
+  }
+
+  /**
+   * With affinity, starts the domains' partition leases first; then subscribes every domain's
+   * command and view subjects in their queue groups and waits until the server has them, so a
+   * request sent after this resolves reaches the router.
+   *
+   * @throws ConfigError `LEASE_CONFIG_CONFLICT` when another node uses other partitions or lease
+   *   time; InfrastructureError `LEASES_UNAVAILABLE` when JetStream does not answer.
    */
   async start(): Promise<void> {
     if (this.#state !== 'new') {
@@ -252,6 +411,19 @@ export class CommandRouter {
       );
     }
     this.#state = 'listening';
+    if (this.#routing.size > 0) {
+      this.#pipeline = new ReplyPipeline(this.#nc, this.#clock, this.#forwardTimeoutMs);
+      const routings = [...this.#routing.values()];
+      try {
+        await Promise.all(routings.map((routing) => routing.start()));
+      } catch (error) {
+        await Promise.all(routings.map((routing) => routing.stop()));
+        this.#pipeline.close('the router did not start');
+        this.#state = 'stopped';
+        throw error;
+      }
+      this.#node.reportRouting(() => this.routingStats());
+    }
     for (const endpoint of this.#endpoints) {
       this.#subscriptions.push(
         this.#nc.subscribe(endpoint.subject, {
@@ -261,8 +433,17 @@ export class CommandRouter {
               this.#logger.warn({ err: error, subject: endpoint.subject }, 'subscription error');
               return;
             }
-            if (endpoint.kind === 'command') this.#onCommand(endpoint, msg);
-            else this.#onView(endpoint, msg);
+            if (!this.#hasReply(msg)) return;
+            endpoint.requests += 1;
+            const incoming: Incoming = {
+              endpoint,
+              msg,
+              subject: msg.subject,
+              forwarded: undefined,
+              started: performance.now(),
+            };
+            if (endpoint.kind === 'command') this.#onCommand(incoming);
+            else this.#onView(incoming);
           },
         }),
       );
@@ -271,10 +452,11 @@ export class CommandRouter {
   }
 
   /**
-   * Stops taking requests: unsubscribes (requests the server already sent are still answered),
-   * then waits up to `timeoutMs` for the commands in flight. Resolves with how many are still in
-   * flight; they are answered when the node finishes or refuses them (see
-   * {@link CommandRouter.settled}).
+   * Stops taking requests: with affinity, first stops the leases (the other nodes take the
+   * partitions over at once, and this node forwards to them what it still receives); then
+   * unsubscribes (requests the server already sent are still answered), then waits up to
+   * `timeoutMs` for the commands in flight. Resolves with how many are still in flight; they are
+   * answered when the node finishes or refuses them (see {@link CommandRouter.settled}).
    */
   stop(timeoutMs = 10_000): Promise<{ inFlight: number }> {
     this.#stopped ??= this.#stop(timeoutMs);
@@ -289,6 +471,8 @@ export class CommandRouter {
 
   async #stop(timeoutMs: number): Promise<{ inFlight: number }> {
     this.#state = 'stopping';
+    const deadline = this.#clock.now() + timeoutMs;
+    await Promise.all([...this.#routing.values()].map((routing) => routing.stop()));
     await Promise.all(
       this.#subscriptions.map((sub) =>
         sub.drain().catch((error: unknown) => {
@@ -300,64 +484,243 @@ export class CommandRouter {
     await Promise.race([
       this.settled(),
       new Promise<void>((resolve) => {
-        timer = this.#clock.setTimeout(resolve, timeoutMs);
+        timer = this.#clock.setTimeout(resolve, Math.max(0, deadline - this.#clock.now()));
       }),
     ]);
     if (timer !== undefined) this.#clock.clearTimeout(timer);
+    // Forwards still waiting for an owner are served here instead.
+    this.#pipeline?.close('the router stopped');
     this.#state = 'stopped';
     return { inFlight: this.#inFlight };
   }
 
-  #onCommand(endpoint: Endpoint, msg: Msg): void {
+  /** A request another node forwarded to this one, as the owner of `partition`. */
+  #onForwarded(routing: PartitionRouting, partition: number, msg: Msg): void {
     if (!this.#hasReply(msg)) return;
     const started = performance.now();
-    endpoint.requests += 1;
-    const format = bodyFormat(msg, this.#codec);
-    const replyCodec = format.ok ? format.codec : jsonCodec;
-    let request: CommandRequest;
-    try {
-      request = this.#parseCommand(endpoint, msg, format);
-    } catch (error) {
-      this.#replyError(endpoint, msg, replyCodec, error, started);
+    const subject = msg.headers?.get(commandHeaders.forwardedSubject, Match.IgnoreCase) ?? '';
+    const tokenText = msg.headers?.get(commandHeaders.partitionToken, Match.IgnoreCase) ?? '';
+    const token = /^\d{1,15}$/.test(tokenText) ? Number(tokenText) : NaN;
+    const endpoint = this.#endpoints.find(
+      (e) => e.domain === routing.domain && subject.startsWith(e.base),
+    );
+    if (endpoint === undefined || !Number.isSafeInteger(token)) {
+      const error = new RejectionError(
+        'INVALID_HEADER',
+        `A request on ${msg.subject} must carry ${commandHeaders.forwardedSubject} (a command or view subject of domain ${routing.domain}) and ${commandHeaders.partitionToken} (a decimal lease token); only nodes forward requests here. Send commands to ${this.#prefix}.cmd.${routing.domain}.<Aggregate>.<id>.<command>.`,
+        { details: { subject: msg.subject } },
+      );
+      this.#respond(
+        msg,
+        jsonCodec.encode({ error: error.toJSON() }),
+        replyHeaders(jsonCodec, 'error', error.code),
+      );
       return;
     }
-    if (!this.#admit(endpoint, msg, replyCodec, started)) return;
-    void this.#node
-      .execute(request)
-      .then(
-        (result) => this.#replyOk(endpoint, msg, replyCodec, result, started),
-        (error: unknown) => this.#replyError(endpoint, msg, replyCodec, error, started),
-      )
-      .finally(() => this.#release());
+    const incoming: Incoming = { endpoint, msg, subject, forwarded: { partition, token }, started };
+    if (endpoint.kind === 'command') this.#onCommand(incoming);
+    else this.#onView(incoming);
   }
 
-  #onView(endpoint: Endpoint, msg: Msg): void {
-    if (!this.#hasReply(msg)) return;
-    const started = performance.now();
-    endpoint.requests += 1;
-    const format = bodyFormat(msg, this.#codec);
-    const replyCodec = format.ok ? format.codec : jsonCodec;
-    const tokens = msg.subject.slice(endpoint.base.length).split('.');
+  #onCommand(incoming: Incoming): void {
+    const format = bodyFormat(incoming.msg, this.#codec);
+    const codec = format.ok ? format.codec : jsonCodec;
+    let request: CommandRequest;
+    try {
+      request = this.#parseCommand(incoming, format);
+    } catch (error) {
+      this.#replyError(incoming, codec, error);
+      return;
+    }
+    this.#dispatch(
+      incoming,
+      codec,
+      request.aggregate,
+      request.id,
+      () => {
+        try {
+          return this.#node.execute(withRemainingTime(request, incoming.started));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      },
+      request,
+    );
+  }
+
+  #onView(incoming: Incoming): void {
+    const { endpoint } = incoming;
+    const format = bodyFormat(incoming.msg, this.#codec);
+    const codec = format.ok ? format.codec : jsonCodec;
+    const tokens = incoming.subject.slice(endpoint.base.length).split('.');
     const [aggregate = '', id = ''] = tokens;
     let definition: AnyAggregateDefinition;
     try {
       if (tokens.length !== 2) {
-        throw this.#badSubject(msg.subject, `${endpoint.base}<Aggregate>.<id>`);
+        throw this.#badSubject(incoming.subject, `${endpoint.base}<Aggregate>.<id>`);
       }
       definition = this.#aggregateOf(endpoint.definition, aggregate);
       this.#checkId(id);
     } catch (error) {
-      this.#replyError(endpoint, msg, replyCodec, error, started);
+      this.#replyError(incoming, codec, error);
       return;
     }
-    if (!this.#admit(endpoint, msg, replyCodec, started)) return;
-    void this.#node
-      .view(definition, id, endpoint.domain)
+    this.#dispatch(incoming, codec, aggregate, id, () =>
+      this.#node.view(definition, id, endpoint.domain),
+    );
+  }
+
+  /**
+   * Serves a valid request here, or forwards it to its partition's owner. A forwarded request is
+   * served only under the lease it was forwarded on, and never forwarded again.
+   */
+  #dispatch(
+    incoming: Incoming,
+    codec: Codec,
+    aggregate: string,
+    id: string,
+    run: () => Promise<unknown>,
+    command?: CommandRequest,
+  ): void {
+    const { endpoint, forwarded } = incoming;
+    const routing = this.#routing.get(endpoint.domain);
+    if (forwarded !== undefined) {
+      const partition = routing?.partitionOf(aggregate, id);
+      if (
+        routing === undefined ||
+        partition !== forwarded.partition ||
+        !routing.isCurrent(forwarded.partition, forwarded.token)
+      ) {
+        endpoint.refusedForOthers += 1;
+        this.#replyError(incoming, codec, this.#notOwner(routing, forwarded, partition));
+        return;
+      }
+      if (!this.#admit(incoming, codec)) return;
+      endpoint.servedForOthers += 1;
+      this.#run(incoming, codec, run);
+      return;
+    }
+    if (!this.#admit(incoming, codec)) return;
+    const route = routing?.route(aggregate, id);
+    if (route?.forward === true && this.#pipeline !== undefined && routing !== undefined) {
+      this.#forward(incoming, codec, routing, route, run, command);
+      return;
+    }
+    endpoint.servedLocally += 1;
+    this.#run(incoming, codec, run);
+  }
+
+  /** Executes a request here and answers it; releases its in-flight slot. */
+  #run(incoming: Incoming, codec: Codec, run: () => Promise<unknown>): void {
+    void run()
       .then(
-        (view) => this.#replyOk(endpoint, msg, replyCodec, view, started),
-        (error: unknown) => this.#replyError(endpoint, msg, replyCodec, error, started),
+        (result) => this.#replyOk(incoming, codec, result),
+        (error: unknown) => this.#replyError(incoming, codec, error),
       )
       .finally(() => this.#release());
+  }
+
+  /** Forwards a request once to the partition's owner and relays its reply, or serves it here. */
+  #forward(
+    incoming: Incoming,
+    codec: Codec,
+    routing: PartitionRouting,
+    route: Extract<Route, { forward: true }>,
+    run: () => Promise<unknown>,
+    command: CommandRequest | undefined,
+  ): void {
+    const { msg, endpoint } = incoming;
+    const h = headers();
+    if (msg.headers !== undefined) {
+      for (const key of msg.headers.keys()) {
+        for (const value of msg.headers.values(key)) h.append(key, value);
+      }
+    }
+    h.set(commandHeaders.forwardedSubject, incoming.subject);
+    h.set(commandHeaders.partitionToken, String(route.token));
+    h.set(commandHeaders.forwardedBy, routing.nodeId);
+    if (command !== undefined) {
+      // The owner must not start it once this node stops waiting and serves it itself.
+      const wait =
+        command.timeoutMs === undefined
+          ? this.#forwardTimeoutMs
+          : Math.min(this.#forwardTimeoutMs, remainingMs(command.timeoutMs, incoming.started));
+      h.set(commandHeaders.timeout, String(Math.max(1, wait)));
+    }
+    const fallback = (reason: ForwardFallbackReason, error?: unknown) => {
+      endpoint.fallbacks[reason] += 1;
+      endpoint.servedLocally += 1;
+      this.#logger.debug(
+        {
+          subject: incoming.subject,
+          partition: route.partition,
+          owner: route.owner,
+          reason,
+          ...(error === undefined ? {} : { err: describeError(error) }),
+        },
+        'forward failed; serving the request here',
+      );
+      this.#run(incoming, codec, run);
+    };
+    const pipeline = this.#pipeline;
+    if (pipeline === undefined) {
+      fallback('failed');
+      return;
+    }
+    pipeline
+      .request(forwardSubject(this.#prefix, routing.domain, route.partition), msg.data, h)
+      .then(
+        (reply) => {
+          const verdict = forwardVerdict(reply);
+          if (verdict !== 'relay') {
+            fallback(verdict);
+            return;
+          }
+          endpoint.forwarded += 1;
+          this.#relay(incoming, reply);
+          this.#release();
+        },
+        (error: unknown) =>
+          fallback(error instanceof ReplyTimeoutError ? 'timeout' : 'failed', error),
+      );
+  }
+
+  /** Passes the owner's reply to the client unchanged, counting it by its status headers. */
+  #relay(incoming: Incoming, reply: Msg): void {
+    const { endpoint, msg } = incoming;
+    const status = reply.headers?.get(commandHeaders.status, Match.IgnoreCase);
+    if (status === 'ok') {
+      endpoint.ok += 1;
+    } else {
+      const code = reply.headers?.get(commandHeaders.errorCode, Match.IgnoreCase) ?? '';
+      const kind = Object.hasOwn(errorCodes, code)
+        ? errorCodes[code as keyof typeof errorCodes]
+        : 'rejection';
+      if (kind === 'rejection') endpoint.rejected += 1;
+      else endpoint.failed += 1;
+      if (code === 'OVERLOADED') endpoint.overloaded += 1;
+      endpoint.lastError = `${code}: (answered by the partition's owner)`;
+    }
+    this.#respond(msg, reply.data, reply.headers);
+    this.#account(incoming, status === 'ok' ? 'ok' : 'error', undefined);
+  }
+
+  #notOwner(
+    routing: PartitionRouting | undefined,
+    forwarded: { partition: number; token: number },
+    partition: number | undefined,
+  ): InfrastructureError {
+    const why =
+      routing === undefined
+        ? 'this node routes no partitions'
+        : partition !== forwarded.partition
+          ? `the aggregate belongs to partition ${String(partition)}, not ${forwarded.partition}`
+          : `it does not hold partition ${forwarded.partition} under lease token ${forwarded.token} now (its token: ${String(routing.leases.tokenOf(forwarded.partition) ?? 'none')})`;
+    return new InfrastructureError(
+      'NOT_PARTITION_OWNER',
+      `Node ${routing?.nodeId ?? '(no affinity)'} refused a forwarded request: ${why}. The forwarding node serves it itself; clients send commands to ${this.#prefix}.cmd.<domain>.<Aggregate>.<id>.<command>, never here.`,
+      { details: { partition: forwarded.partition, token: forwarded.token } },
+    );
   }
 
   #hasReply(msg: Msg): boolean {
@@ -367,18 +730,16 @@ export class CommandRouter {
   }
 
   /** Counts a request in flight, or refuses it with `OVERLOADED`. */
-  #admit(endpoint: Endpoint, msg: Msg, codec: Codec, started: number): boolean {
+  #admit(incoming: Incoming, codec: Codec): boolean {
     if (this.#inFlight >= this.#maxInFlight) {
       this.#replyError(
-        endpoint,
-        msg,
+        incoming,
         codec,
         new InfrastructureError(
           'OVERLOADED',
           `The node has ${this.#inFlight} requests in flight, its limit (maxInFlight ${this.#maxInFlight}); send the command again after a short backoff with the same command id, or start more nodes.`,
           { details: { inFlight: this.#inFlight, maxInFlight: this.#maxInFlight } },
         ),
-        started,
       );
       return false;
     }
@@ -386,11 +747,8 @@ export class CommandRouter {
     return true;
   }
 
-  #parseCommand(
-    endpoint: Endpoint,
-    msg: Msg,
-    format: ReturnType<typeof bodyFormat>,
-  ): CommandRequest {
+  #parseCommand(incoming: Incoming, format: ReturnType<typeof bodyFormat>): CommandRequest {
+    const { endpoint, msg, subject } = incoming;
     if (msg.data.length > this.#maxPayloadBytes) {
       throw new RejectionError(
         'PAYLOAD_TOO_LARGE',
@@ -398,10 +756,10 @@ export class CommandRouter {
         { details: { bytes: msg.data.length, limit: this.#maxPayloadBytes } },
       );
     }
-    const tokens = msg.subject.slice(endpoint.base.length).split('.');
+    const tokens = subject.slice(endpoint.base.length).split('.');
     const [aggregate = '', id = '', command = ''] = tokens;
     if (tokens.length !== 3) {
-      throw this.#badSubject(msg.subject, `${endpoint.base}<Aggregate>.<id>.<command>`);
+      throw this.#badSubject(subject, `${endpoint.base}<Aggregate>.<id>.<command>`);
     }
     const definition = this.#aggregateOf(endpoint.definition, aggregate);
     const handler = Object.hasOwn(definition.commands, command)
@@ -416,7 +774,7 @@ export class CommandRouter {
       );
     }
     this.#checkId(id);
-    const options = readOptionHeaders(msg.headers);
+    const options = readOptionHeaders(msg.headers, incoming.forwarded !== undefined);
     if (!format.ok) {
       throw new RejectionError(
         'INVALID_PAYLOAD',
@@ -482,38 +840,39 @@ export class CommandRouter {
     );
   }
 
-  #replyOk(endpoint: Endpoint, msg: Msg, codec: Codec, body: unknown, started: number): void {
-    endpoint.ok += 1;
-    this.#send(endpoint, msg, codec, 'ok', body, undefined, started);
+  #replyOk(incoming: Incoming, codec: Codec, body: unknown): void {
+    if (incoming.forwarded === undefined) incoming.endpoint.ok += 1;
+    this.#send(incoming, codec, 'ok', body, undefined);
   }
 
-  #replyError(endpoint: Endpoint, msg: Msg, codec: Codec, caught: unknown, started: number): void {
+  #replyError(incoming: Incoming, codec: Codec, caught: unknown): void {
+    const { endpoint, forwarded } = incoming;
     const error =
       caught instanceof JetactorError
         ? caught
         : new InfrastructureError(
             'INTERNAL_ERROR',
-            `The node failed on ${msg.subject}: ${describeError(caught)}. Send the command again with the same command id; report this if it persists.`,
+            `The node failed on ${incoming.subject}: ${describeError(caught)}. Send the command again with the same command id; report this if it persists.`,
             { cause: caught },
           );
-    if (error.kind === 'rejection') endpoint.rejected += 1;
-    else endpoint.failed += 1;
-    if (error.code === 'OVERLOADED') endpoint.overloaded += 1;
-    endpoint.lastError = `${error.code}: ${error.message}`;
-    if (!(caught instanceof JetactorError)) {
-      this.#logger.error({ err: caught, subject: msg.subject }, 'request failed unexpectedly');
+    if (forwarded === undefined) {
+      if (error.kind === 'rejection') endpoint.rejected += 1;
+      else endpoint.failed += 1;
+      if (error.code === 'OVERLOADED') endpoint.overloaded += 1;
+      endpoint.lastError = `${error.code}: ${error.message}`;
     }
-    this.#send(endpoint, msg, codec, 'error', { error: error.toJSON() }, error.code, started);
+    if (!(caught instanceof JetactorError)) {
+      this.#logger.error({ err: caught, subject: incoming.subject }, 'request failed unexpectedly');
+    }
+    this.#send(incoming, codec, 'error', { error: error.toJSON() }, error.code);
   }
 
   #send(
-    endpoint: Endpoint,
-    msg: Msg,
+    incoming: Incoming,
     codec: Codec,
     status: ReplyStatus,
     body: unknown,
     code: string | undefined,
-    started: number,
   ): void {
     let data: Uint8Array;
     let headers: MsgHdrs;
@@ -529,21 +888,40 @@ export class CommandRouter {
     } catch (error) {
       const failure = new InfrastructureError(
         'INTERNAL_ERROR',
-        `The reply to ${msg.subject} cannot be sent: ${describeError(error)}. Command responses must be plain values that fit in a NATS message.`,
+        `The reply to ${incoming.subject} cannot be sent: ${describeError(error)}. Command responses must be plain values that fit in a NATS message.`,
       );
-      endpoint.lastError = `${failure.code}: ${failure.message}`;
+      if (incoming.forwarded === undefined) {
+        incoming.endpoint.lastError = `${failure.code}: ${failure.message}`;
+      }
       data = jsonCodec.encode({ error: failure.toJSON() });
       headers = replyHeaders(jsonCodec, 'error', failure.code);
     }
+    this.#respond(incoming.msg, data, headers);
+    this.#account(incoming, status, code);
+  }
+
+  #respond(msg: Msg, data: Uint8Array, headers: MsgHdrs | undefined): void {
     try {
-      msg.respond(data, { headers });
+      msg.respond(data, headers === undefined ? {} : { headers });
     } catch (error) {
       this.#logger.warn({ err: error, subject: msg.subject }, 'reply not sent');
     }
-    const elapsedMs = performance.now() - started;
-    endpoint.processingTimeNs += Math.round(elapsedMs * 1e6);
+  }
+
+  /** Adds the time a request took to its endpoint (requests from clients only) and logs it. */
+  #account(incoming: Incoming, status: ReplyStatus, code: string | undefined): void {
+    const elapsedMs = performance.now() - incoming.started;
+    if (incoming.forwarded === undefined) {
+      incoming.endpoint.processingTimeNs += Math.round(elapsedMs * 1e6);
+    }
     this.#logger.debug(
-      { subject: msg.subject, status, code, ms: Math.round(elapsedMs * 100) / 100 },
+      {
+        subject: incoming.subject,
+        status,
+        code,
+        ms: Math.round(elapsedMs * 100) / 100,
+        ...(incoming.forwarded === undefined ? {} : { forwarded: true }),
+      },
       'request answered',
     );
   }
@@ -558,14 +936,68 @@ export class CommandRouter {
   }
 }
 
+/** What a forwarder does with the owner's answer: relay it, or serve the request itself. */
+function forwardVerdict(reply: Msg): 'relay' | ForwardFallbackReason {
+  const h = reply.headers;
+  const status = h?.get(commandHeaders.status, Match.IgnoreCase) ?? '';
+  if (status === '') return h?.hasError === true && h.code === 503 ? 'noResponders' : 'failed';
+  if (status === 'ok') return 'relay';
+  if (status !== 'error') return 'failed';
+  const code = h?.get(commandHeaders.errorCode, Match.IgnoreCase);
+  return code === 'NOT_PARTITION_OWNER' ? 'refused' : 'relay';
+}
+
+function emptyCounters(): RoutingCounters {
+  return {
+    servedLocally: 0,
+    forwarded: 0,
+    fallbacks: { refused: 0, noResponders: 0, timeout: 0, failed: 0 },
+    servedForOthers: 0,
+    refusedForOthers: 0,
+  };
+}
+
+function addCounters(sum: RoutingCounters, add: RoutingCounters): void {
+  sum.servedLocally += add.servedLocally;
+  sum.forwarded += add.forwarded;
+  for (const reason of Object.keys(sum.fallbacks) as ForwardFallbackReason[]) {
+    sum.fallbacks[reason] += add.fallbacks[reason];
+  }
+  sum.servedForOthers += add.servedForOthers;
+  sum.refusedForOthers += add.refusedForOthers;
+}
+
+/**
+ * The request with `timeoutMs` cut to what is left of the sender's wait since the node received
+ * it (`started`, by `performance.now()`); throws `DEADLINE_EXCEEDED` when nothing is left.
+ */
+function withRemainingTime(request: CommandRequest, started: number): CommandRequest {
+  if (request.timeoutMs === undefined) return request;
+  const remaining = remainingMs(request.timeoutMs, started);
+  if (remaining <= 0) {
+    throw new InfrastructureError(
+      'DEADLINE_EXCEEDED',
+      `Command ${request.aggregate}.${request.id}.${request.command} had not started when its sender stopped waiting (${request.timeoutMs} ms); it was not run. Send it again with the same command id.`,
+      { details: { commandId: request.commandId, timeoutMs: request.timeoutMs } },
+    );
+  }
+  return { ...request, timeoutMs: remaining };
+}
+
+/** Milliseconds left of a wait of `timeoutMs` that began at `started` (`performance.now()`). */
+function remainingMs(timeoutMs: number, started: number): number {
+  return Math.floor(timeoutMs - (performance.now() - started));
+}
+
 /** Reads the optional `Jetactor-*` request headers; unknown, repeated or malformed ones fail. */
-function readOptionHeaders(h: MsgHdrs | undefined): Partial<CommandRequest> {
+function readOptionHeaders(h: MsgHdrs | undefined, forwarded: boolean): Partial<CommandRequest> {
   const options: Partial<CommandRequest> = {};
   if (h === undefined) return options;
   const seen = new Set<string>();
   for (const key of h.keys()) {
     const lower = key.toLowerCase();
     if (!lower.startsWith('jetactor-')) continue;
+    if (forwarded && forwardHeaders.has(lower)) continue;
     const field = optionHeaders.get(lower);
     if (field === undefined) {
       throw invalidHeader(
@@ -588,6 +1020,17 @@ function readOptionHeaders(h: MsgHdrs | undefined): Partial<CommandRequest> {
         );
       }
       options.expectedVersion = version;
+      continue;
+    }
+    if (field === 'timeoutMs') {
+      const ms = /^\d{1,8}$/.test(value) ? Number(value) : NaN;
+      if (!(ms >= 1 && ms <= 86_400_000)) {
+        throw invalidHeader(
+          key,
+          `is ${JSON.stringify(value)}; it must be how long the sender waits, in milliseconds, a decimal integer from 1 to 86400000`,
+        );
+      }
+      options.timeoutMs = ms;
       continue;
     }
     if (value.length === 0 || value.length > MAX_HEADER_VALUE) {

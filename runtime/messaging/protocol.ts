@@ -10,10 +10,14 @@ import type { ErrorJSON } from '../errors.js';
  * Requests: `Content-Type` (`application/json` or the node's codec, default
  * `application/msgpack`; without it a body starting with `{` or `[`, or an empty body, is JSON),
  * `Jetactor-Command-Id`, `Jetactor-Expected-Version` (a decimal integer),
- * `Jetactor-Correlation-Id`, `Jetactor-Causation-Id`, `Jetactor-Actor`.
+ * `Jetactor-Correlation-Id`, `Jetactor-Causation-Id`, `Jetactor-Actor`, `Jetactor-Timeout` (how
+ * long the sender waits, in milliseconds: a command not started by then is not run).
  *
  * Replies: `Content-Type` (the request's), `Jetactor-Status` (`ok` or `error`) and, on errors,
  * `Jetactor-Error-Code`.
+ *
+ * Between nodes (partition affinity): `Jetactor-Forwarded-Subject`, `Jetactor-Partition-Token`,
+ * `Jetactor-Forwarded-By` on requests forwarded to a partition's owner; clients never send them.
  */
 export const commandHeaders = Object.freeze({
   /** Body format of a request or reply. */
@@ -28,10 +32,25 @@ export const commandHeaders = Object.freeze({
   causationId: 'Jetactor-Causation-Id',
   /** Who sends the command, recorded on the events. */
   actor: 'Jetactor-Actor',
+  /**
+   * How long the sender waits for the reply, in milliseconds (a decimal integer): a command that
+   * has not started by then, counted from when the node received it, is answered
+   * `DEADLINE_EXCEEDED` and not run.
+   */
+  timeout: 'Jetactor-Timeout',
   /** On replies: `ok` or `error`, so a client can tell them apart without decoding. */
   status: 'Jetactor-Status',
   /** On error replies: the error's code. */
   errorCode: 'Jetactor-Error-Code',
+  /**
+   * On requests one node forwards to a partition's owner (`<prefix>.fwd.<domain>.<partition>`):
+   * the subject the client sent the request on.
+   */
+  forwardedSubject: 'Jetactor-Forwarded-Subject',
+  /** On forwarded requests: the fencing token of the owner's lease, as the forwarder knows it. */
+  partitionToken: 'Jetactor-Partition-Token',
+  /** On forwarded requests: the id of the node that forwarded it (for logs). */
+  forwardedBy: 'Jetactor-Forwarded-By',
 });
 
 /** Value of the `Jetactor-Status` reply header. */

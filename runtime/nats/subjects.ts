@@ -105,7 +105,84 @@ export function reactorControlSubject(
   return `${prefix}.rx.${domain}.${reactor}.${operation}`;
 }
 
+/**
+ * The subject on which the node owning a partition takes requests other nodes forward to it:
+ * `<prefix>.fwd.<domain>.<partition>` (no queue group; only the owner subscribes).
+ */
+export function forwardSubject(prefix: string, domain: string, partition: number): string {
+  return `${prefix}.fwd.${domain}.${partition}`;
+}
+
 /** Name of a domain's partition lease bucket: `<prefix>_leases_<domain>`. */
 export function leaseBucket(prefix: string, domain: string): string {
   return `${prefix}_leases_${domain}`;
+}
+
+/** Subjects a node answers a domain's queries on: `<prefix>.qry.<domain>.*`. */
+export function domainQuerySubjects(prefix: string, domain: string): string {
+  return `${prefix}.qry.${domain}.*`;
+}
+
+/** The queue group of a domain's query subscriptions: `<prefix>.qry.<domain>`. */
+export function queryQueueGroup(prefix: string, domain: string): string {
+  return `${prefix}.qry.${domain}`;
+}
+
+/** The subject of one query: `<prefix>.qry.<domain>.<name>`. */
+export function querySubject(prefix: string, domain: string, name: string): string {
+  return `${prefix}.qry.${domain}.${name}`;
+}
+
+/** Name of a projection's KV read-model bucket: `<prefix>_rm_<domain>_<projection>`. */
+export function projectionBucket(prefix: string, domain: string, projection: string): string {
+  return `${prefix}_rm_${domain}_${projection}`;
+}
+
+/** Default PostgreSQL schema of a projection's tables: `<prefix>_rm_<domain>_<projection>`, lower case. */
+export function projectionSchema(prefix: string, domain: string, projection: string): string {
+  return `${prefix}_rm_${domain}_${projection}`.toLowerCase();
+}
+
+/** Name of a projection's durable consumer on its domain's stream: `<prefix>_<domain>_rm_<projection>`. */
+export function projectionConsumerName(prefix: string, domain: string, projection: string): string {
+  return `${prefix}_${domain}_rm_${projection}`;
+}
+
+/**
+ * Name of the KV bucket holding the leases of projections and reactors (one node runs each):
+ * `<prefix>_rm_leases`. Its max age is the lease time.
+ */
+export function projectionLeaseBucket(prefix: string): string {
+  return `${prefix}_rm_leases`;
+}
+
+/** A projection's key in the lease bucket: `<domain>.<projection>`. */
+export function projectionLeaseKey(domain: string, projection: string): string {
+  return `${domain}.${projection}`;
+}
+
+/**
+ * A reactor's key in the lease bucket: `<domain>.reactor.<reactor>`. Three tokens, so it never
+ * equals a projection's two-token key; still under `<domain>.>`, which a node's permissions allow.
+ */
+export function reactorLeaseKey(domain: string, reactor: string): string {
+  return `${domain}.reactor.${reactor}`;
+}
+
+/**
+ * Subject on which the node running a projection answers `rebuild` and `status` requests:
+ * `<prefix>.px.<domain>.<projection>.<operation>`.
+ */
+export function projectionControlSubject(
+  prefix: string,
+  domain: string,
+  projection: string,
+  operation: 'rebuild' | 'status',
+): string {
+  return `${prefix}.px.${domain}.${projection}.${operation}`;
+}
+
+/** Subject every node hosting projections answers with their status: `<prefix>.px.status`. */
+export function projectionStatusSubject(prefix: string): string {
+  return `${prefix}.px.status`;
 }

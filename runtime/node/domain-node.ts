@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import type { AggregateView } from '../aggregate/aggregate-actor.js';
 import type {
@@ -15,13 +16,25 @@ import type {
 } from '../domain/define-aggregate.js';
 import type { DomainDefinition } from '../domain/define-domain.js';
 import { ConfigError, DefinitionError, RejectionError } from '../errors.js';
-import type { EventStore } from '../event-store/event-store.js';
+import type { EventStore, StreamRef } from '../event-store/event-store.js';
 import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import { InMemoryEventStore } from '../event-store/in-memory-event-store.js';
 import { JetStreamEventStore } from '../event-store/jetstream-event-store.js';
 import { createLogger, type Logger } from '../logger.js';
+import type { RoutingStats } from '../messaging/partition-routing.js';
 import { whyNotSubjectToken } from '../names.js';
 import { InProcessReactors } from '../reactors/in-process-reactors.js';
+import { InProcessProjections } from '../projections/in-process-projections.js';
+import { JetStreamProjections } from '../projections/jetstream-projections.js';
+import {
+  projectionHostOptionsSchema,
+  type ProjectionHost,
+  type ProjectionHostOptions,
+} from '../projections/projection-host.js';
+import type { ProjectionStats } from '../projections/projection-runner.js';
+import { runQuery, type QueryCallOptions } from '../projections/run-query.js';
+import type { AnyQueryDefinition, QueryInput, QueryOutput } from '../domain/define-query.js';
+import { DEFAULT_PREFIX } from '../nats/subjects.js';
 import { JetStreamReactors } from '../reactors/jetstream-reactors.js';
 import type { ReactorStats } from '../reactors/reactor-dispatcher.js';
 import {
@@ -29,6 +42,13 @@ import {
   type ReactorHost,
   type ReactorHostOptions,
 } from '../reactors/reactor-host.js';
+import {
+  InspectionHook,
+  inspectedError,
+  rejectedRequest,
+  type InspectionListener,
+  type LiveActor,
+} from './inspection-hook.js';
 import {
   Supervisor,
   shuttingDown,
@@ -91,8 +111,10 @@ const nodeOptionsSchema = z
     newId: z
       .custom<() => string>((f) => typeof f === 'function', 'expected a function returning an id')
       .optional(),
+    nodeId: z.string().min(1).max(256).optional(),
     supervisor: supervisorSchema.prefault({}),
     reactors: reactorHostOptionsSchema.prefault({}),
+    projections: projectionHostOptionsSchema.prefault({}),
   })
   .strict();
 
@@ -113,14 +135,29 @@ export interface NodeOptions {
   logger?: Logger;
   /** Generates command ids when the caller gives none; default `crypto.randomUUID`. */
   newId?: () => string;
+  /**
+   * This node's name in the leases of its reactors and projections and in their status replies;
+   * default `<host>-<pid>-<random>` (`jetactor node --node-id` gives the same to the partitions).
+   */
+  nodeId?: string;
   /** Supervisor and actor tuning; every field has a default. */
   supervisor?: Partial<SupervisorOptions>;
   /**
    * Reactor hosting: `send` for commands to domains this node does not host, and on JetStream
-   * `ackWaitMs` and `maxAckPending`; every field has a default.
+   * `ackWaitMs` and `maxAckPending`; every field has a default. On JetStream one node at a time
+   * runs each reactor, under a lease whose time is `projections.leaseMs`.
    */
   reactors?: Partial<ReactorHostOptions>;
+  /**
+   * Projection hosting: `databaseUrl` for PostgreSQL read models, `maxBatch`, `waitTimeoutMs` of
+   * queries' `waitFor`, and on JetStream `ackWaitMs`, `maxAckPending`, `leaseMs` (the reactors'
+   * lease time too).
+   */
+  projections?: Partial<ProjectionHostOptions>;
 }
+
+/** Longest `timeoutMs` a command may give: a day. */
+const MAX_TIMEOUT_MS = 86_400_000;
 
 const commandOptionsSchema = z.object({
   commandId: z.string().min(1).max(256).optional(),
@@ -128,6 +165,7 @@ const commandOptionsSchema = z.object({
   correlationId: z.string().min(1).max(256).optional(),
   causationId: z.string().min(1).max(256).optional(),
   actor: z.string().min(1).max(256).optional(),
+  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
 });
 
 /**
@@ -139,12 +177,18 @@ export class DomainNode {
   readonly store: EventStore;
   /** The node's logger. */
   readonly logger: Logger;
+  /** This node's name in the leases of its reactors and projections ({@link NodeOptions.nodeId}). */
+  readonly id: string;
   readonly #domains = new Map<string, DomainDefinition>();
   readonly #supervisor: Supervisor;
   readonly #reactors: ReactorHost;
+  readonly #projections: ProjectionHost;
+  readonly #waitTimeoutMs: number;
   readonly #clock: Clock;
   readonly #newId: () => string;
   readonly #ownsStore: boolean;
+  readonly #inspection = new InspectionHook();
+  #routing: (() => Record<string, RoutingStats>) | undefined;
   #started = false;
   #stopping = false;
 
@@ -179,8 +223,13 @@ export class DomainNode {
       clock: this.#clock,
       logger: this.logger,
       options: Object.freeze({ ...config.supervisor }),
+      inspection: this.#inspection,
     });
     const { send, ...acks } = config.reactors;
+    // This node's name in the leases of its reactors and projections.
+    const nodeId =
+      config.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.id = nodeId;
     let remote = send;
     const reactorDeps = {
       clock: this.#clock,
@@ -200,7 +249,13 @@ export class DomainNode {
       },
     };
     if (this.store instanceof JetStreamEventStore) {
-      const host = new JetStreamReactors({ ...reactorDeps, store: this.store, options: acks });
+      // Reactors and projections share the lease bucket, so its lease time is theirs too.
+      const host = new JetStreamReactors({
+        ...reactorDeps,
+        store: this.store,
+        options: { ...acks, leaseMs: config.projections.leaseMs },
+        nodeId,
+      });
       remote ??= (command) => host.sendRemote(command);
       this.#reactors = host;
     } else {
@@ -209,6 +264,81 @@ export class DomainNode {
     for (const domain of config.domains) {
       for (const reactor of domain.reactors) this.#reactors.subscribe(domain, reactor);
     }
+    const projectionDeps = {
+      clock: this.#clock,
+      logger: this.logger,
+      options: Object.freeze({ ...config.projections }),
+    };
+    this.#waitTimeoutMs = config.projections.waitTimeoutMs;
+    this.#projections =
+      this.store instanceof JetStreamEventStore
+        ? new JetStreamProjections({ ...projectionDeps, store: this.store, nodeId })
+        : new InProcessProjections({
+            ...projectionDeps,
+            store: this.store,
+            prefix: DEFAULT_PREFIX,
+          });
+    for (const domain of config.domains) {
+      for (const projection of domain.projections) this.#projections.subscribe(domain, projection);
+    }
+  }
+
+  /**
+   * The node's projections: on a `JetStreamEventStore` each runs on one node at a time (a lease),
+   * on a durable consumer; in-process otherwise. Their stats, waits, read models, rebuild and dead
+   * letters.
+   */
+  get projections(): ProjectionHost {
+    return this.#projections;
+  }
+
+  /**
+   * Runs a query of a hosted domain: `node.query(bank, 'balance', { owner: 'ann' }, { waitFor })`
+   * (typed by the domain definition), or by domain name. Rejects with `UNKNOWN_DOMAIN`,
+   * `UNKNOWN_QUERY`, `VALIDATION_FAILED`, `PROJECTION_BEHIND` (waitFor not reached in time) or
+   * the handler's error.
+   */
+  query<D extends DomainDefinition<any, any>, N extends keyof D['queries'] & string>(
+    domain: D,
+    name: N,
+    input: QueryInput<D['queries'][N]>,
+    options?: QueryCallOptions,
+  ): Promise<QueryOutput<D['queries'][N]>>;
+  query(
+    domain: string,
+    name: string,
+    input?: unknown,
+    options?: QueryCallOptions,
+  ): Promise<unknown>;
+  query(
+    domain: DomainDefinition<any, AnyQueryDefinition> | string,
+    name: string,
+    input?: unknown,
+    options?: QueryCallOptions,
+  ): Promise<unknown> {
+    const domainName = typeof domain === 'string' ? domain : domain.name;
+    const hosted = this.#domains.get(domainName);
+    if (hosted === undefined) {
+      return Promise.reject(
+        new RejectionError(
+          'UNKNOWN_DOMAIN',
+          `This node hosts no domain ${JSON.stringify(domainName)}; it hosts: ${[...this.#domains.keys()].join(', ')}.`,
+          { details: { domain: domainName } },
+        ),
+      );
+    }
+    return runQuery(
+      {
+        projections: this.#projections,
+        clock: this.#clock,
+        logger: this.logger,
+        waitTimeoutMs: this.#waitTimeoutMs,
+      },
+      hosted,
+      name,
+      input,
+      options,
+    );
   }
 
   /**
@@ -239,6 +369,7 @@ export class DomainNode {
     }
     try {
       await this.#reactors.listen();
+      await this.#projections.listen();
     } catch (error) {
       this.#started = false;
       throw error;
@@ -265,18 +396,85 @@ export class DomainNode {
     try {
       ({ command, domain, definition } = this.#validate(request));
     } catch (error) {
+      this.#inspection.emit?.(rejectedRequest(request, error, this.#clock.now()));
       return Promise.reject(error);
     }
-    this.logger.debug(
-      {
-        command: command.name,
-        aggregate: command.aggregate,
-        id: command.aggregateId,
-        commandId: command.id,
-      },
-      'command',
-    );
+    if (this.logger.isLevelEnabled?.('debug') !== false) {
+      this.logger.debug(
+        {
+          command: command.name,
+          aggregate: command.aggregate,
+          id: command.aggregateId,
+          commandId: command.id,
+        },
+        'command',
+      );
+    }
+    if (this.#inspection.emit !== undefined) return this.#executeInspected(definition, command);
     return this.#supervisor.execute(domain.name, definition, command);
+  }
+
+  /** Executes a command while an inspector is attached: reports the command and its reply. */
+  #executeInspected(definition: AnyAggregateDefinition, command: Command): Promise<CommandResult> {
+    const where = {
+      domain: command.domain,
+      aggregate: command.aggregate,
+      id: command.aggregateId,
+      command: command.name,
+      commandId: command.id,
+    };
+    this.#inspection.emit?.({
+      kind: 'command',
+      at: this.#clock.now(),
+      ...where,
+      input: command.input,
+      ...(command.actor === undefined ? {} : { actor: command.actor }),
+    });
+    const result = this.#supervisor.execute(command.domain, definition, command);
+    void result.then(
+      (reply) =>
+        this.#inspection.emit?.({
+          kind: 'reply',
+          at: this.#clock.now(),
+          ...where,
+          ok: true,
+          version: reply.version,
+          events: reply.events.length,
+          duplicate: reply.duplicate,
+        }),
+      (error: unknown) =>
+        this.#inspection.emit?.({
+          kind: 'reply',
+          at: this.#clock.now(),
+          ...where,
+          ok: false,
+          error: inspectedError(error),
+        }),
+    );
+    return result;
+  }
+
+  /**
+   * Attaches an inspector: `listener` receives every command the node accepts or rejects, every
+   * reply and every commit its actors store, until the returned function is called. While nothing
+   * is attached the node reports nothing and pays one property read per command and commit.
+   */
+  inspect(listener: InspectionListener): () => void {
+    return this.#inspection.attach(listener);
+  }
+
+  /** The live actors, least recently used first: aggregate, lifecycle, state value, version. */
+  *actors(): Generator<LiveActor> {
+    for (const actor of this.#supervisor.actors()) {
+      const view = actor.view();
+      yield {
+        ...actor.stream,
+        lifecycle: view.lifecycle,
+        value: view.value,
+        version: view.version,
+        mailboxDepth: view.mailboxDepth,
+      };
+    }
   }
 
   /** Typed calls on one aggregate instance, e.g. `node.aggregate(Account, 'acc-1').deposit({ amount: 5 })`. */
@@ -321,12 +519,36 @@ export class DomainNode {
    * Supervisor counters, events dead-lettered by reactors since start, and each reactor's counters
    * (keyed `<domain>.<reactor>`: handled, retries, dead letters, in flight, blocked, lag, workers).
    */
-  stats(): SupervisorStats & { deadLetters: number; reactors: Record<string, ReactorStats> } {
+  stats(): SupervisorStats & {
+    deadLetters: number;
+    reactors: Record<string, ReactorStats>;
+    projections: Record<string, ProjectionStats>;
+    routing?: Record<string, RoutingStats>;
+  } {
     return {
       ...this.#supervisor.stats(),
       deadLetters: this.#reactors.deadLettered,
       reactors: this.#reactors.stats(),
+      projections: this.#projections.stats(),
+      ...(this.#routing === undefined ? {} : { routing: this.#routing() }),
     };
+  }
+
+  /**
+   * Called by a `CommandRouter` with partition affinity: from then on {@link DomainNode.stats}
+   * has `routing`, per domain: partitions owned, requests served here, forwarded to their owner,
+   * served for other nodes.
+   */
+  reportRouting(source: () => Record<string, RoutingStats>): void {
+    this.#routing = source;
+  }
+
+  /**
+   * Passivates the live actors whose aggregate matches (idle ones at once, busy ones once idle);
+   * e.g. those of a partition this node stopped owning. Returns how many matched.
+   */
+  passivateWhere(predicate: (stream: StreamRef) => boolean): number {
+    return this.#supervisor.passivateWhere(predicate);
   }
 
   /**
@@ -338,6 +560,7 @@ export class DomainNode {
   async stop(timeoutMs = 10_000): Promise<{ interrupted: number }> {
     this.#stopping = true;
     await this.#reactors.close(timeoutMs);
+    await this.#projections.close(timeoutMs);
     const result = await this.#supervisor.stop(timeoutMs);
     if (this.#ownsStore) await this.store.close();
     this.logger.info({ interrupted: result.interrupted }, 'node stopped');
@@ -369,7 +592,7 @@ export class DomainNode {
       );
     }
     const id = this.#checkId(request.id);
-    const options = commandOptionsSchema.safeParse(request);
+    const options = plainOptions(request) ?? commandOptionsSchema.safeParse(request);
     if (!options.success) {
       throw new RejectionError(
         'INVALID_COMMAND',
@@ -400,6 +623,10 @@ export class DomainNode {
         correlationId: options.data.correlationId ?? commandId,
         causationId: options.data.causationId ?? commandId,
         actor: options.data.actor,
+        deadline:
+          options.data.timeoutMs === undefined
+            ? undefined
+            : this.#clock.now() + options.data.timeoutMs,
       },
     };
   }
@@ -487,6 +714,40 @@ export class DomainNode {
     }
     return id as string;
   }
+}
+
+/**
+ * The options of a request that sets at most a valid command id and timeout (nearly all do),
+ * without zod; undefined when it sets more or something zod should explain.
+ */
+function plainOptions(
+  request: CommandRequest,
+): { success: true; data: CommandOptions } | undefined {
+  if (
+    request.expectedVersion !== undefined ||
+    request.correlationId !== undefined ||
+    request.causationId !== undefined ||
+    request.actor !== undefined
+  ) {
+    return undefined;
+  }
+  const { commandId, timeoutMs } = request;
+  if (
+    timeoutMs !== undefined &&
+    !(Number.isSafeInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)
+  ) {
+    return undefined;
+  }
+  if (commandId === undefined) {
+    return { success: true, data: timeoutMs === undefined ? {} : { timeoutMs } };
+  }
+  if (typeof commandId !== 'string' || commandId.length < 1 || commandId.length > 256) {
+    return undefined;
+  }
+  return {
+    success: true,
+    data: timeoutMs === undefined ? { commandId } : { commandId, timeoutMs },
+  };
 }
 
 /** Creates a node; options are checked at once (a `ConfigError` names every wrong field). */

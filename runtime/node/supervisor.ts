@@ -8,8 +8,9 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
 import { InfrastructureError, type JetactorError } from '../errors.js';
 import type { SnapshotStore } from '../event-store/snapshot-store.js';
-import type { EventStore } from '../event-store/event-store.js';
+import type { EventStore, StreamRef } from '../event-store/event-store.js';
 import type { Logger } from '../logger.js';
+import type { InspectionHook } from './inspection-hook.js';
 
 /** Tuning of the supervisor. */
 export interface SupervisorOptions extends AggregateActorOptions {
@@ -17,7 +18,11 @@ export interface SupervisorOptions extends AggregateActorOptions {
   idleTimeoutMs: number;
   /** Most actors alive at once; the least recently used idle ones are passivated beyond it. */
   maxActive: number;
-  /** First restart delay after an actor fails, in milliseconds; doubles on each further failure. */
+  /**
+   * First restart delay after an actor fails, in milliseconds; doubles on each further failure,
+   * except failures to reach the store (`STORE_UNAVAILABLE`, `STORE_TIMEOUT`), which always wait
+   * this long.
+   */
   restartBackoffMs: number;
   /** Longest restart delay, in milliseconds. */
   maxRestartBackoffMs: number;
@@ -37,6 +42,12 @@ export interface SupervisorStats {
   failed: number;
   /** Commands waiting in all mailboxes. */
   mailboxDepth: number;
+  /**
+   * Appends the store refused since start because another writer (another node) had appended to
+   * the aggregate first; each one was caught up and decided again. Divided by the commands served,
+   * this is the conflict rate that partition affinity keeps low.
+   */
+  conflicts: number;
 }
 
 interface FailureRecord {
@@ -48,22 +59,28 @@ interface FailureRecord {
  * Keeps one actor per aggregate instance: spawns on the first command (virtual actors),
  * passivates idle and least recently used ones, restarts failed ones with backoff.
  *
- * Actors live in a Map whose order is recency of use, so both the idle sweep and the LRU
- * eviction look only at the oldest entries.
+ * Actors live in a Set whose order is recency of use, so both the idle sweep and the LRU
+ * eviction look only at the oldest entries, and are found through an index by domain, aggregate
+ * and id (no key string per command).
  */
 export class Supervisor {
-  readonly #actors = new Map<string, AggregateActor>();
+  /** Live actors in order of use, least recent first. */
+  readonly #actors = new Set<AggregateActor>();
+  /** The same actors by domain, aggregate and id: no key string to build per command. */
+  readonly #index = new Map<string, Map<string, Map<string, AggregateActor>>>();
   readonly #failures = new Map<string, FailureRecord>();
   readonly #store: EventStore;
   readonly #snapshots: SnapshotStore | undefined;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #options: SupervisorOptions;
+  readonly #inspection: InspectionHook | undefined;
   #sweep: TimerHandle | undefined;
   #stopping = false;
   #spawned = 0;
   #passivated = 0;
   #restarts = 0;
+  #conflicts = 0;
 
   constructor(deps: {
     store: EventStore;
@@ -71,12 +88,15 @@ export class Supervisor {
     clock: Clock;
     logger: Logger;
     options: SupervisorOptions;
+    /** Passed to every actor: where commits are reported while an inspector is attached. */
+    inspection?: InspectionHook;
   }) {
     this.#store = deps.store;
     this.#snapshots = deps.snapshots;
     this.#clock = deps.clock;
     this.#logger = deps.logger;
     this.#options = deps.options;
+    this.#inspection = deps.inspection;
   }
 
   /** Routes a validated command to its aggregate's actor. */
@@ -111,6 +131,11 @@ export class Supervisor {
     return actor.view();
   }
 
+  /** The live actors, least recently used first (for inspectors; do not keep them). */
+  actors(): IterableIterator<AggregateActor> {
+    return this.#actors.values();
+  }
+
   /** Current counters. */
   stats(): SupervisorStats {
     let mailboxDepth = 0;
@@ -122,7 +147,34 @@ export class Supervisor {
       restarts: this.#restarts,
       failed: [...this.#actors.values()].filter((a) => a.lifecycle === 'failed').length,
       mailboxDepth,
+      conflicts: this.#conflicts,
     };
+  }
+
+  /**
+   * Passivates the actors whose aggregate matches `predicate` (e.g. those of a partition this node
+   * no longer owns): idle ones at once, busy ones as soon as they are idle, unless they were
+   * passivated or replaced meanwhile. Returns how many actors matched.
+   */
+  passivateWhere(predicate: (stream: StreamRef) => boolean): number {
+    let matched = 0;
+    for (const actor of [...this.#actors]) {
+      if (!predicate(actor.stream)) continue;
+      matched += 1;
+      if (passivatable(actor)) {
+        this.#passivate(actor);
+        continue;
+      }
+      void actor
+        .start()
+        .then(() => actor.whenIdle())
+        .then(() => {
+          if (!this.#stopping && this.#actors.has(actor) && passivatable(actor)) {
+            this.#passivate(actor);
+          }
+        });
+    }
+    return matched;
   }
 
   /**
@@ -163,6 +215,7 @@ export class Supervisor {
       }
     }
     this.#actors.clear();
+    this.#index.clear();
     return { interrupted };
   }
 
@@ -171,13 +224,13 @@ export class Supervisor {
     definition: AnyAggregateDefinition,
     id: string,
   ): AggregateActor | InfrastructureError {
-    const key = `${domain}/${definition.name}/${id}`;
-    const existing = this.#actors.get(key);
+    const existing = this.#index.get(domain)?.get(definition.name)?.get(id);
     if (existing !== undefined && existing.lifecycle !== 'failed') {
-      this.#actors.delete(key);
-      this.#actors.set(key, existing);
+      this.#actors.delete(existing);
+      this.#actors.add(existing);
       return existing;
     }
+    const key = `${domain}/${definition.name}/${id}`;
     const failure = this.#failures.get(key);
     if (failure !== undefined) {
       const wait = failure.retryAt - this.#clock.now();
@@ -190,7 +243,7 @@ export class Supervisor {
       }
       this.#restarts += 1;
     }
-    if (existing !== undefined) this.#actors.delete(key);
+    if (existing !== undefined) this.#remove(existing);
     const actor = new AggregateActor({
       domain,
       definition,
@@ -201,8 +254,12 @@ export class Supervisor {
       logger: this.#logger,
       options: this.#options,
       onFailed: (failed, error) => this.#onFailed(key, failed, error),
+      onConflict: () => {
+        this.#conflicts += 1;
+      },
+      inspection: this.#inspection,
     });
-    this.#actors.set(key, actor);
+    this.#insert(actor);
     this.#spawned += 1;
     void actor.start().then(() => {
       if (actor.lifecycle !== 'failed') this.#failures.delete(key);
@@ -213,11 +270,17 @@ export class Supervisor {
 
   #onFailed(key: string, actor: AggregateActor, error: JetactorError): void {
     const previous = this.#failures.get(key);
-    const count = (previous?.count ?? 0) + 1;
-    const delay = Math.min(
-      this.#options.restartBackoffMs * 2 ** (count - 1),
-      this.#options.maxRestartBackoffMs,
-    );
+    // The store being away is not the aggregate's fault: try again after the first delay, without
+    // doubling, so the aggregate serves again as soon as the store is back (a doubling backoff
+    // grown during a short outage kept aggregates away for many seconds after it).
+    const transient = error.code === 'STORE_UNAVAILABLE' || error.code === 'STORE_TIMEOUT';
+    const count = (previous?.count ?? 0) + (transient ? 0 : 1);
+    const delay = transient
+      ? this.#options.restartBackoffMs
+      : Math.min(
+          this.#options.restartBackoffMs * 2 ** (count - 1),
+          this.#options.maxRestartBackoffMs,
+        );
     this.#failures.set(key, { count, retryAt: this.#clock.now() + delay });
     this.#logger.warn(
       { stream: actor.stream, failures: count, restartInMs: delay, code: error.code },
@@ -227,10 +290,10 @@ export class Supervisor {
 
   #evictBeyondMax(): void {
     if (this.#actors.size <= this.#options.maxActive) return;
-    for (const [key, actor] of this.#actors) {
+    for (const actor of this.#actors) {
       if (this.#actors.size <= this.#options.maxActive) break;
       if (passivatable(actor)) {
-        this.#passivate(key, actor);
+        this.#passivate(actor);
       }
     }
   }
@@ -247,14 +310,37 @@ export class Supervisor {
 
   #sweepIdle(): void {
     const cutoff = this.#clock.now() - this.#options.idleTimeoutMs;
-    for (const [key, actor] of this.#actors) {
+    for (const actor of this.#actors) {
       if (actor.lastActive > cutoff) break;
-      if (passivatable(actor)) this.#passivate(key, actor);
+      if (passivatable(actor)) this.#passivate(actor);
     }
   }
 
-  #passivate(key: string, actor: AggregateActor): void {
-    this.#actors.delete(key);
+  #insert(actor: AggregateActor): void {
+    const { domain, aggregate, id } = actor.stream;
+    let byAggregate = this.#index.get(domain);
+    if (byAggregate === undefined) {
+      byAggregate = new Map();
+      this.#index.set(domain, byAggregate);
+    }
+    let byId = byAggregate.get(aggregate);
+    if (byId === undefined) {
+      byId = new Map();
+      byAggregate.set(aggregate, byId);
+    }
+    byId.set(id, actor);
+    this.#actors.add(actor);
+  }
+
+  #remove(actor: AggregateActor): void {
+    const { domain, aggregate, id } = actor.stream;
+    const byId = this.#index.get(domain)?.get(aggregate);
+    if (byId?.get(id) === actor) byId.delete(id);
+    this.#actors.delete(actor);
+  }
+
+  #passivate(actor: AggregateActor): void {
+    this.#remove(actor);
     if (actor.lifecycle === 'failed') return;
     actor.passivate();
     this.#passivated += 1;

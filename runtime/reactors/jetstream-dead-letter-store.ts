@@ -11,8 +11,10 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ConfigError, InfrastructureError, describeError } from '../errors.js';
 import { isIdentifier } from '../names.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { DEFAULT_PREFIX, deadLetterStream, deadLetterSubject } from '../nats/subjects.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore } from './dead-letter-store.js';
+import { describeUnknownOptions, unknownOptions } from '../unknown-options.js';
 
 /** Options of {@link JetStreamDeadLetterStore}. */
 export interface JetStreamDeadLetterStoreOptions {
@@ -40,6 +42,13 @@ export class JetStreamDeadLetterStore implements DeadLetterStore {
   #ready: Promise<void> | undefined;
 
   constructor(options: JetStreamDeadLetterStoreOptions) {
+    const known = ['connection', 'prefix'];
+    const unknown = unknownOptions(options, known);
+    if (unknown.length > 0) {
+      throw new ConfigError(`Dead-letter store: ${describeUnknownOptions(unknown, known)}.`, {
+        details: { unknown },
+      });
+    }
     const prefix = options.prefix ?? DEFAULT_PREFIX;
     if (!isIdentifier(prefix)) {
       throw new ConfigError(
@@ -212,8 +221,9 @@ function isNotFound(error: unknown): boolean {
   );
 }
 
-function unavailable(what: string, error: unknown): InfrastructureError {
+function unavailable(what: string, error: unknown): InfrastructureError | ConfigError {
   if (error instanceof InfrastructureError) return error;
+  if (isPermissionViolation(error)) return permissionDenied(error, what);
   return new InfrastructureError(
     'STORE_UNAVAILABLE',
     `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream, then try again.`,

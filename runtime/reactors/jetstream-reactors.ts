@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -6,6 +8,7 @@ import {
   jetstreamManager,
   type Consumer,
   type ConsumerConfig,
+  type ConsumerInfo,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
@@ -25,30 +28,62 @@ import { decodeEnvelope } from '../event-store/commit-envelope.js';
 import { createClient, type JetactorClient } from '../messaging/client.js';
 import type { Commit } from '../event-store/event-store.js';
 import type { JetStreamEventStore } from '../event-store/jetstream-event-store.js';
+import { KvLease, openLeaseBucket } from '../nats/kv-lease.js';
 import {
   aggregateEventSubjects,
   domainEventSubjects,
   parseEventSubject,
   reactorConsumerName,
   reactorControlSubject,
+  reactorLeaseKey,
 } from '../nats/subjects.js';
 import type { DeadLetter } from './dead-letter-store.js';
 import { JetStreamDeadLetterStore } from './jetstream-dead-letter-store.js';
-import { deadLetterNotFound, type Delivery, type ReactorDispatcher } from './reactor-dispatcher.js';
+import {
+  deadLetterNotFound,
+  type Delivery,
+  type ReactorDispatcher,
+  type ReactorLeadership,
+} from './reactor-dispatcher.js';
 import { ReactorHostBase, type ReactorHostDeps, type ReactorHostOptions } from './reactor-host.js';
 
 /** What {@link JetStreamReactors} needs from the node. */
 export interface JetStreamReactorsDeps extends Omit<ReactorHostDeps, 'deadLetters'> {
   /** The store: its connection, prefix, codec and streams are the reactors' too. */
   store: JetStreamEventStore;
-  /** Acknowledgement tuning (`ackWaitMs`, `maxAckPending`). */
-  options: Pick<ReactorHostOptions, 'ackWaitMs' | 'maxAckPending'>;
+  /**
+   * Acknowledgement tuning (`ackWaitMs`, `maxAckPending`), and `leaseMs`: the lease time of the
+   * lease bucket the reactors share with the projections (a node passes its
+   * `projections.leaseMs`; default 5000).
+   */
+  options: Pick<ReactorHostOptions, 'ackWaitMs' | 'maxAckPending'> & { leaseMs?: number };
   /** Where dead letters go; default a `JetStreamDeadLetterStore` on the store's connection. */
   deadLetters?: JetStreamDeadLetterStore;
+  /** This node's name in the leases; default `<host>-<pid>-<random>`. */
+  nodeId?: string;
 }
 
-interface Listener {
+/** One subscribed reactor: its lease, and the listener while this node runs it. */
+interface Slot {
+  /** `<domain>.<reactor>`. */
+  key: string;
+  lease: KvLease;
+  /** The listener while this node holds the lease (from the moment it got it). */
+  term: Term | undefined;
+  /** Listeners of leases lost or given up, until they have given back what they held. */
+  retiring: Set<Term>;
+  /** Taking the lead and retiring run one after the other. */
+  chain: Promise<void>;
+  /** True until listen() made its first try for the lease. */
+  initial: boolean;
+  /** Why taking the lead at the first try failed: listen() then fails with it. */
+  failure: unknown;
+}
+
+/** What a node does for a reactor while it holds the reactor's lease. */
+interface Term {
   dispatcher: ReactorDispatcher;
+  lease: KvLease;
   stream: string;
   consumer: string;
   loop: Promise<void> | undefined;
@@ -56,12 +91,23 @@ interface Listener {
   pending: number;
   /** Set while events a previous listener left unacknowledged are still to come back. */
   barrier: Barrier | undefined;
+  /** False once the lease is lost or the host stops: no new pull request. */
+  fetching: boolean;
+  /** False once the lease is lost: events handled after that are given back, not acknowledged. */
+  acking: boolean;
+  /** Events handled after the lease was lost, given back with the rest. */
+  returned: JsMsg[];
+  /** The replay and discard subscriptions. */
+  control: Subscription[];
+  /** Fetching and answering requests. */
+  ready: boolean;
 }
 
 /**
- * Events delivered to a previous listener and never acknowledged (it crashed, or was closed with
- * events in hand) come back before anything of their aggregates may run: until they all did (or
- * `1.5 × ackWaitMs` passed), every message is held, then all are dispatched in stream order.
+ * Events delivered to a previous listener and never acknowledged (it crashed, lost its lease, or
+ * was closed with events in hand) come back before anything of their aggregates may run: until
+ * they all did (or `1.5 × ackWaitMs` passed), every message is held, then all are dispatched in
+ * stream order.
  */
 interface Barrier {
   /** Redeliveries still expected. */
@@ -82,6 +128,12 @@ interface ControlReply {
 /** How long one pull request waits for messages; closing waits at most this for the last. */
 const FETCH_EXPIRES_MS = 1_000;
 
+/** How often a listener behind a barrier reads the consumer's ack floor. */
+const ACK_FLOOR_POLL_MS = 200;
+
+/** How often a new lease holder looks whether the former holder's last pull request ended. */
+const WAITING_POLL_MS = 100;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -91,13 +143,24 @@ const decoder = new TextDecoder();
  * type, else to the whole domain (other aggregates' commits are acknowledged at once; nats-server
  * 2.9 takes one filter subject per consumer).
  *
+ * One node at a time runs a reactor: the one holding its lease, the key
+ * `<domain>.reactor.<reactor>` in the KV bucket `<prefix>_rm_leases` the projections use too (same
+ * lease time). The others hosting it stand by, pull nothing, and take over when the lease is
+ * released (a graceful stop) or expires (a crash). So events of one aggregate never run on two
+ * nodes at once. A holder that loses its lease pulls no more at once, lets the handlers it runs
+ * finish, acknowledges nothing from then on and gives every event it held back; a new holder
+ * waits until the former one's last pull request ended, then holds back newer events until those
+ * the former holder left unacknowledged came back (see the barrier), so order per aggregate holds
+ * across a takeover.
+ *
  * Explicit acknowledgement, only after every handled event of the commit succeeded or was
  * dead-lettered. Events in hand (running, retrying, queued behind their aggregate, held behind a
  * dead letter) are kept alive with `working()` by one sweep every `ackWaitMs / 3`, so the server
  * never redelivers behind the reactor's back; a crashed node's events are redelivered after
  * `ackWaitMs`. Dead letters go to `<prefix>_deadletters`; with the `'wait'` policy the blocked
- * aggregates are read back from there when listening starts. The node answers replay and discard
- * requests on `<prefix>.rx.<domain>.<reactor>.replay|discard` (`jetactor deadletters`).
+ * aggregates are read back from there whenever a node takes the lead. The node running a reactor
+ * answers replay and discard requests on `<prefix>.rx.<domain>.<reactor>.replay|discard`
+ * (`jetactor deadletters`); standbys do not subscribe them.
  */
 export class JetStreamReactors extends ReactorHostBase {
   readonly #store: JetStreamEventStore;
@@ -105,8 +168,8 @@ export class JetStreamReactors extends ReactorHostBase {
   readonly #js: JetStreamClient;
   readonly #dlq: JetStreamDeadLetterStore;
   readonly #options: JetStreamReactorsDeps['options'];
-  readonly #listeners = new Map<string, Listener>();
-  readonly #control: Subscription[] = [];
+  readonly #nodeId: string;
+  readonly #slots = new Map<string, Slot>();
   #jsm: JetStreamManager | undefined;
   #client: JetactorClient | undefined;
   #sweep: TimerHandle | undefined;
@@ -125,11 +188,23 @@ export class JetStreamReactors extends ReactorHostBase {
     this.#js = jetstream(this.#nc);
     this.#dlq = dlq;
     this.#options = deps.options;
+    this.#nodeId = deps.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   }
 
   /** The durable consumer's name of a subscribed reactor, e.g. `jetactor_bank_welcome`. */
   consumerName(domain: string, reactor: string): string {
     return reactorConsumerName(this.#store.prefix, domain, reactor);
+  }
+
+  /** This node's id in the reactors' leases. */
+  get nodeId(): string {
+    return this.#nodeId;
+  }
+
+  /** Whether this node runs the reactor now (holds its lease and listens). */
+  leads(domain: string, reactor: string): boolean {
+    const slot = this.#slots.get(`${domain}.${reactor}`);
+    return slot?.term?.ready === true && slot.lease.held;
   }
 
   /**
@@ -142,6 +217,18 @@ export class JetStreamReactors extends ReactorHostBase {
     return this.#client.execute(command);
   }
 
+  /** Runs a dead letter again; only on the node that runs its reactor (else `REACTOR_UNAVAILABLE`). */
+  override async replay(id: number): Promise<DeadLetter> {
+    await this.#mustRun(id);
+    return super.replay(id);
+  }
+
+  /** Removes a dead letter; only on the node that runs its reactor (else `REACTOR_UNAVAILABLE`). */
+  override async discard(id: number): Promise<DeadLetter> {
+    await this.#mustRun(id);
+    return super.discard(id);
+  }
+
   protected async start(dispatchers: readonly ReactorDispatcher[]): Promise<void> {
     const active = dispatchers.filter((d) => d.aggregates.size > 0);
     if (active.length === 0) return;
@@ -152,23 +239,58 @@ export class JetStreamReactors extends ReactorHostBase {
     }
     await this.#store.ensureDomains([...new Set(active.map((d) => d.domain.name))]);
     await this.#dlq.ensure();
+    const { kv, leaseMs } = await openLeaseBucket(
+      this.#nc,
+      this.#store.prefix,
+      this.#options.leaseMs ?? 5_000,
+      this.deps.logger,
+    );
+    this.#stopped = false;
+    const slots = active.map((dispatcher) => {
+      const domain = dispatcher.domain.name;
+      const reactor = dispatcher.reactor.name;
+      const slot: Slot = {
+        key: `${domain}.${reactor}`,
+        lease: new KvLease({
+          kv,
+          key: reactorLeaseKey(domain, reactor),
+          kind: 'reactor',
+          owner: this.#nodeId,
+          leaseMs,
+          clock: this.deps.clock,
+          logger: this.deps.logger,
+          onAcquired: () => {
+            const { initial } = slot;
+            void this.#queue(slot, () => this.#lead(slot, initial));
+          },
+          onLost: () => this.#lost(slot),
+        }),
+        term: undefined,
+        retiring: new Set(),
+        chain: Promise.resolve(),
+        initial: true,
+        failure: undefined,
+      };
+      this.#slots.set(slot.key, slot);
+      return slot;
+    });
     try {
-      for (const dispatcher of active) await this.#prepare(dispatcher);
-      for (const listener of this.#listeners.values()) await this.#fetch(listener);
-      for (const dispatcher of active) this.#answer(dispatcher);
+      // Whoever gets a lease at once listens before listen() resolves; the others stand by.
+      await Promise.all(slots.map((slot) => slot.lease.start()));
+      for (const slot of slots) slot.initial = false;
+      await Promise.all(slots.map((slot) => slot.chain));
+      const failed = slots.find((slot) => slot.failure !== undefined);
+      if (failed !== undefined) throw failed.failure;
     } catch (error) {
       // Undo what was started, so that listen() can be called again.
       this.#stopped = true;
-      for (const subscription of this.#control.splice(0)) subscription.unsubscribe();
-      for (const listener of this.#listeners.values()) {
-        // What a barrier held is left unacknowledged: the server delivers it again.
-        if (listener.barrier?.timer !== undefined)
-          this.deps.clock.clearTimeout(listener.barrier.timer);
-        listener.barrier = undefined;
-      }
-      await Promise.all([...this.#listeners.values()].map((l) => l.loop ?? Promise.resolve()));
-      this.#listeners.clear();
-      this.#stopped = false;
+      await Promise.all(
+        slots.map(async (slot) => {
+          await this.#queue(slot, () => this.#retire(slot, 0));
+          await slot.lease.stop();
+        }),
+      );
+      this.#slots.clear();
       throw error;
     }
     this.#scheduleSweep();
@@ -179,17 +301,15 @@ export class JetStreamReactors extends ReactorHostBase {
     this.#stopped = true;
     if (this.#sweep !== undefined) this.deps.clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;
-    for (const subscription of this.#control.splice(0)) subscription.unsubscribe();
-    const listeners = [...this.#listeners.values()];
-    for (const listener of listeners) this.#release(listener);
-    const closing = [...this.dispatchers.values()].map((d) => d.close(timeoutMs));
-    // Events are given back only once no pull request of ours is left on the server: nats-server
-    // 2.9 redelivers a given-back event to a pull request whose subscriber is gone, and then
-    // rewinds the consumer (acknowledged events come again, the given-back one only after the ack
-    // wait). A fetch ends within FETCH_EXPIRES_MS.
-    await Promise.all(listeners.map((l) => l.loop ?? Promise.resolve()));
-    await Promise.all(closing);
-    for (const dispatcher of this.dispatchers.values()) dispatcher.giveBack();
+    await Promise.all(
+      [...this.#slots.values()].map(async (slot) => {
+        if (slot.term !== undefined) slot.term.fetching = false;
+        await this.#queue(slot, () => this.#retire(slot, timeoutMs));
+        // Released only once everything is acknowledged or given back: the next node takes over
+        // at once and gets what this one did not finish first.
+        await slot.lease.stop();
+      }),
+    );
     this.#client?.close();
     if (!this.#nc.isClosed()) await this.#nc.flush().catch(() => undefined);
   }
@@ -216,15 +336,136 @@ export class JetStreamReactors extends ReactorHostBase {
   }
 
   protected pending(key: string): number {
-    return this.#listeners.get(key)?.pending ?? 0;
+    return this.#slots.get(key)?.term?.pending ?? 0;
   }
 
-  /** Creates or updates the consumer and restores blocked aggregates. */
-  async #prepare(dispatcher: ReactorDispatcher): Promise<void> {
+  protected override leadership(key: string): ReactorLeadership {
+    const slot = this.#slots.get(key);
+    if (slot === undefined) return { here: false, leader: undefined };
+    return { here: slot.term?.ready === true && slot.lease.held, leader: slot.lease.holder };
+  }
+
+  /** Runs lead and retire steps of a reactor one after the other; returns when `step` is done. */
+  #queue(slot: Slot, step: () => Promise<void>): Promise<void> {
+    const run = slot.chain.then(step).catch((error: unknown) => {
+      this.deps.logger.error({ err: error, reactor: slot.key }, 'reactor lease step failed');
+    });
+    slot.chain = run;
+    return run;
+  }
+
+  /**
+   * This node got the lease: create the consumer, wait for the former holder, listen, answer.
+   * When that fails at listen()'s first try, listen() fails; later, the lease is given up.
+   */
+  async #lead(slot: Slot, initial: boolean): Promise<void> {
+    if (this.#stopped || slot.term !== undefined || !slot.lease.held) return;
+    let dispatcher = this.dispatchers.get(slot.key)!;
+    if (dispatcher.closing) {
+      // A former term closed it (some of its handlers may still be finishing there).
+      dispatcher = dispatcher.successor();
+      this.dispatchers.set(slot.key, dispatcher);
+    }
+    const domain = dispatcher.domain.name;
+    const term: Term = {
+      dispatcher,
+      lease: slot.lease,
+      stream: this.#store.streamName(domain),
+      consumer: this.consumerName(domain, dispatcher.reactor.name),
+      loop: undefined,
+      pending: 0,
+      barrier: undefined,
+      fetching: true,
+      acking: true,
+      returned: [],
+      control: [],
+      ready: false,
+    };
+    slot.term = term;
+    try {
+      await this.#prepare(term);
+      if (!term.fetching) return;
+      await this.#fetch(term);
+      this.#answer(term);
+      term.ready = true;
+      this.deps.logger.info(
+        { reactor: slot.key, node: this.#nodeId },
+        'reactor running on this node',
+      );
+    } catch (error) {
+      if (initial) {
+        slot.failure = error;
+        return;
+      }
+      this.deps.logger.error(
+        { err: error, reactor: slot.key },
+        'reactor cannot run on this node; giving its lease up and trying again after a lease time',
+      );
+      await this.#retire(slot, 0);
+      await slot.lease.yieldLease();
+    }
+  }
+
+  /** The lease is gone: pull nothing more, acknowledge nothing more, give back what is held. */
+  #lost(slot: Slot): void {
+    const { term } = slot;
+    if (term !== undefined) {
+      term.fetching = false;
+      term.acking = false;
+    }
+    this.deps.logger.warn(
+      { reactor: slot.key },
+      'reactor lease lost: fetching stopped, events in hand are given back to the next holder',
+    );
+    void this.#queue(slot, () => this.#retire(slot, this.#options.ackWaitMs));
+  }
+
+  /**
+   * Ends this node's term of a reactor: no pull request any more, no requests answered, running
+   * handlers finish within `timeoutMs`, and everything not acknowledged is given back once the
+   * last pull request ended (nats-server 2.9 redelivers a given-back event to a pull request whose
+   * subscriber is gone, and then rewinds the consumer; a fetch ends within FETCH_EXPIRES_MS).
+   */
+  async #retire(slot: Slot, timeoutMs: number): Promise<void> {
+    const { term } = slot;
+    if (term === undefined) return;
+    slot.term = undefined;
+    slot.retiring.add(term);
+    term.fetching = false;
+    term.ready = false;
+    for (const subscription of term.control.splice(0)) subscription.unsubscribe();
+    const closing = term.dispatcher.close(timeoutMs);
+    // What a barrier held goes to the closing dispatcher, which keeps it to be given back.
+    this.#release(term);
+    await (term.loop ?? Promise.resolve());
+    await closing;
+    // A handler that finishes after the timeout acknowledges nothing: it was given back.
+    term.acking = false;
+    term.dispatcher.giveBack();
+    for (const msg of term.returned.splice(0)) settle(msg, 'nak');
+    slot.retiring.delete(term);
+    if (!this.#nc.isClosed()) await this.#nc.flush().catch(() => undefined);
+  }
+
+  /** Rejects a dead-letter request for a reactor this node stands by for. */
+  async #mustRun(id: number): Promise<void> {
+    const deadLetter = await this.deps.deadLetters.get(id);
+    if (deadLetter === undefined) return;
+    const slot = this.#slots.get(`${deadLetter.domain}.${deadLetter.reactor}`);
+    if (slot === undefined || this.leads(deadLetter.domain, deadLetter.reactor)) return;
+    const holder = slot.lease.holder;
+    throw new InfrastructureError(
+      'REACTOR_UNAVAILABLE',
+      `Reactor "${deadLetter.reactor}" of domain "${deadLetter.domain}" runs on ${holder === undefined ? 'no node right now' : `node ${holder}`}, not here; send the request over NATS (jetactor deadletters replay|discard), which reaches the node that runs it.`,
+      { details: { reactor: slot.key, leader: holder } },
+    );
+  }
+
+  /** Creates or updates the consumer, sets up the barrier and restores blocked aggregates. */
+  async #prepare(term: Term): Promise<void> {
+    const { dispatcher, stream, consumer: name } = term;
     const domain = dispatcher.domain.name;
     const reactor = dispatcher.reactor.name;
-    const stream = this.#store.streamName(domain);
-    const name = this.consumerName(domain, reactor);
     const aggregates = [...dispatcher.aggregates];
     const filter =
       aggregates.length === 1
@@ -241,92 +482,115 @@ export class JetStreamReactors extends ReactorHostBase {
       max_ack_pending: this.#options.maxAckPending,
       max_deliver: -1,
     };
-    let pending: number;
-    let barrier: Barrier | undefined;
+    let info: ConsumerInfo;
     try {
-      const info = await this.#jsm!.consumers.add(stream, config);
-      pending = info.num_pending + info.num_ack_pending;
-      if (info.num_ack_pending > 0) {
-        barrier = {
-          remaining: info.num_ack_pending,
-          upTo: info.delivered.stream_seq,
-          held: [],
-          timer: undefined,
-        };
-      }
+      info = await this.#jsm!.consumers.add(stream, config);
     } catch (error) {
       throw new ConfigError(
         `The durable consumer ${name} of reactor "${reactor}" on stream ${stream} cannot be created or updated: ${describeError(error)}. If a consumer of that name exists with other settings (e.g. a push consumer), delete it (\`nats consumer rm ${stream} ${name}\`; the reactor then starts again from the beginning of the stream, and the commands it sends are deduplicated), or choose another prefix.`,
         { code: 'CONSUMER_CONFIG_CONFLICT', cause: error, details: { stream, consumer: name } },
       );
     }
+    // A former holder that lost its lease pulls no more, but its last pull request may still be
+    // open: what it brings is given back, so the barrier is taken once it ended.
+    const deadline = this.deps.clock.now() + FETCH_EXPIRES_MS + 500;
+    while (info.num_waiting > 0 && term.fetching && this.deps.clock.now() < deadline) {
+      await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, WAITING_POLL_MS));
+      try {
+        info = await this.#jsm!.consumers.info(stream, name);
+      } catch (error) {
+        throw unavailable(`reading consumer ${name}`, error);
+      }
+    }
+    term.pending = info.num_pending + info.num_ack_pending;
     if (dispatcher.reactor.deadLetters === 'wait') {
       for (const deadLetter of await this.#dlq.list({ domain, reactor })) {
         dispatcher.block(deadLetter);
       }
     }
-    const listener: Listener = {
-      dispatcher,
-      stream,
-      consumer: name,
-      loop: undefined,
-      pending,
-      barrier,
+    if (info.num_ack_pending === 0 || !term.fetching) return;
+    const barrier: Barrier = {
+      remaining: info.num_ack_pending,
+      upTo: info.delivered.stream_seq,
+      held: [],
+      timer: undefined,
     };
-    this.#listeners.set(`${domain}.${reactor}`, listener);
-    if (barrier !== undefined) {
-      const waitMs = Math.ceil(this.#options.ackWaitMs * 1.5);
-      this.deps.logger.info(
-        { reactor, domain, unacknowledged: barrier.remaining, waitMs },
-        'reactor waits for the events a previous listener did not acknowledge before handling newer ones',
-      );
-      barrier.timer = this.deps.clock.setTimeout(() => {
-        if (listener.barrier === barrier && barrier.remaining > 0) {
-          this.deps.logger.warn(
-            { reactor, domain, missing: barrier.remaining },
-            'events a previous listener did not acknowledge did not all come back in time; going on',
-          );
+    term.barrier = barrier;
+    const waitMs = Math.ceil(this.#options.ackWaitMs * 1.5);
+    this.deps.logger.info(
+      { reactor, domain, unacknowledged: barrier.remaining, waitMs },
+      'reactor waits for the events a previous listener did not acknowledge before handling newer ones',
+    );
+    barrier.timer = this.deps.clock.setTimeout(() => {
+      if (term.barrier === barrier && barrier.remaining > 0) {
+        this.deps.logger.warn(
+          { reactor, domain, missing: barrier.remaining },
+          'events a previous listener did not acknowledge did not all come back in time; going on',
+        );
+      }
+      this.#release(term);
+    }, waitMs);
+    void this.#watchAckFloor(term, barrier);
+  }
+
+  /**
+   * Ends a barrier as soon as the consumer's ack floor passes the events delivered before the
+   * listener started: they were in hand on another live node (which acknowledged them), not
+   * lost with a dead one, so none of them is coming back.
+   */
+  async #watchAckFloor(term: Term, barrier: Barrier): Promise<void> {
+    while (term.fetching && term.barrier === barrier) {
+      try {
+        const info = await this.#jsm!.consumers.info(term.stream, term.consumer);
+        if (term.barrier !== barrier) return;
+        if (info.ack_floor.stream_seq >= barrier.upTo) {
+          this.#release(term);
+          return;
         }
-        this.#release(listener);
-      }, waitMs);
+      } catch {
+        // Asked again below; the barrier's timer bounds the wait anyway.
+      }
+      await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, ACK_FLOOR_POLL_MS));
     }
   }
 
-  /** Ends a listener's barrier: dispatches what it held, in stream order. */
-  #release(listener: Listener): void {
-    const { barrier } = listener;
+  /** Ends a term's barrier: dispatches what it held, in stream order. */
+  #release(term: Term): void {
+    const { barrier } = term;
     if (barrier === undefined) return;
-    listener.barrier = undefined;
+    term.barrier = undefined;
     if (barrier.timer !== undefined) this.deps.clock.clearTimeout(barrier.timer);
     barrier.held.sort((a, b) => a.sequence - b.sequence);
-    for (const delivery of barrier.held) listener.dispatcher.dispatch(delivery);
+    for (const delivery of barrier.held) term.dispatcher.dispatch(delivery);
   }
 
-  /** Pulls the consumer's messages in batches until the host stops. */
-  async #fetch(listener: Listener): Promise<void> {
+  /** Pulls the consumer's messages in batches while the term lasts and the lease is valid. */
+  async #fetch(term: Term): Promise<void> {
     let consumer: Consumer;
     try {
-      consumer = await this.#js.consumers.get(listener.stream, listener.consumer);
+      consumer = await this.#js.consumers.get(term.stream, term.consumer);
     } catch (error) {
-      throw unavailable(`opening consumer ${listener.consumer}`, error);
+      throw unavailable(`opening consumer ${term.consumer}`, error);
     }
     const batch = Math.min(this.#options.maxAckPending, 256);
-    listener.loop = (async () => {
+    term.loop = (async () => {
       let failures = 0;
-      while (!this.#stopped) {
+      // `held` reads the clock: a node whose timers ran late (a pause) pulls nothing either.
+      while (term.fetching && term.lease.held) {
         try {
           const messages = await consumer.fetch({
             max_messages: batch,
             expires: FETCH_EXPIRES_MS,
           });
-          for await (const msg of messages) this.#receive(listener, msg);
+          // Read to its end even once the term is over: what it brings is given back.
+          for await (const msg of messages) this.#receive(term, msg);
           failures = 0;
         } catch (error) {
-          if (this.#stopped) return;
+          if (!term.fetching) return;
           failures += 1;
           const delay = Math.min(100 * 2 ** Math.min(failures - 1, 6), 5_000);
           this.deps.logger.warn(
-            { err: error, consumer: listener.consumer, retryInMs: delay },
+            { err: error, consumer: term.consumer, retryInMs: delay },
             'reactor could not fetch events; trying again',
           );
           await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, delay));
@@ -335,17 +599,17 @@ export class JetStreamReactors extends ReactorHostBase {
     })();
   }
 
-  #receive(listener: Listener, msg: JsMsg): void {
-    const { dispatcher } = listener;
-    listener.pending = msg.info.pending;
+  #receive(term: Term, msg: JsMsg): void {
+    const { dispatcher } = term;
+    term.pending = msg.info.pending;
     const stream = parseEventSubject(this.#store.prefix, msg.subject);
-    const { barrier } = listener;
+    const { barrier } = term;
     if (barrier !== undefined && msg.seq <= barrier.upTo && msg.info.redelivered) {
       barrier.remaining -= 1;
     }
     if (stream !== undefined && !dispatcher.aggregates.has(stream.aggregate)) {
-      settle(msg, 'ack');
-      if (barrier !== undefined && barrier.remaining <= 0) this.#release(listener);
+      acknowledge(term, msg);
+      if (barrier !== undefined && barrier.remaining <= 0) this.#release(term);
       return;
     }
     const delivery: Delivery = {
@@ -354,7 +618,7 @@ export class JetStreamReactors extends ReactorHostBase {
       sequence: msg.seq,
       stream,
       decode: () => this.#decode(stream, msg.subject, msg.seq, msg.data),
-      ack: () => settle(msg, 'ack'),
+      ack: () => acknowledge(term, msg),
       nak: () => settle(msg, 'nak'),
       working: () => settle(msg, 'working'),
     };
@@ -363,7 +627,7 @@ export class JetStreamReactors extends ReactorHostBase {
       return;
     }
     barrier.held.push(delivery);
-    if (barrier.remaining <= 0) this.#release(listener);
+    if (barrier.remaining <= 0) this.#release(term);
   }
 
   #decode(
@@ -382,13 +646,17 @@ export class JetStreamReactors extends ReactorHostBase {
     return decodeEnvelope(this.#store.codec, stream, { subject, sequence }, data).commit;
   }
 
-  /** Answers replay and discard requests for a reactor (one node of a queue group answers). */
-  #answer(dispatcher: ReactorDispatcher): void {
+  /**
+   * Answers replay and discard requests for a reactor while this node runs it (a queue group, in
+   * case a node of an older version answers too).
+   */
+  #answer(term: Term): void {
+    const { dispatcher } = term;
     const domain = dispatcher.domain.name;
     const reactor = dispatcher.reactor.name;
     for (const operation of ['replay', 'discard'] as const) {
       const subject = reactorControlSubject(this.#store.prefix, domain, reactor, operation);
-      this.#control.push(
+      term.control.push(
         this.#nc.subscribe(subject, {
           queue: `${this.#store.prefix}_rx`,
           callback: (error, msg) => {
@@ -436,16 +704,23 @@ export class JetStreamReactors extends ReactorHostBase {
     }
   }
 
-  /** Keeps events in hand alive and refreshes the lag, every `ackWaitMs / 3`. */
+  /**
+   * Keeps events in hand alive (also those of a term that lost its lease, until given back: the
+   * next holder waits for them rather than running an aggregate's events on two nodes at once)
+   * and refreshes the lag, every `ackWaitMs / 3`.
+   */
   #scheduleSweep(): void {
     if (this.#stopped) return;
     this.#sweep = this.deps.clock.setTimeout(
       () => {
         this.#sweep = undefined;
-        for (const listener of this.#listeners.values()) {
-          listener.dispatcher.forEachUnacknowledged((delivery) => delivery.working());
-          for (const delivery of listener.barrier?.held ?? []) delivery.working();
-          void this.#refreshPending(listener);
+        for (const slot of this.#slots.values()) {
+          for (const term of [...slot.retiring, ...(slot.term === undefined ? [] : [slot.term])]) {
+            term.dispatcher.forEachUnacknowledged((delivery) => delivery.working());
+            for (const delivery of term.barrier?.held ?? []) delivery.working();
+            for (const msg of term.returned) settle(msg, 'working');
+          }
+          if (slot.term?.ready === true) void this.#refreshPending(slot.term);
         }
         this.#scheduleSweep();
       },
@@ -453,15 +728,24 @@ export class JetStreamReactors extends ReactorHostBase {
     );
   }
 
-  async #refreshPending(listener: Listener): Promise<void> {
+  async #refreshPending(term: Term): Promise<void> {
     try {
-      const info = await this.#jsm!.consumers.info(listener.stream, listener.consumer);
-      const inHand = listener.dispatcher.unacknowledged;
-      listener.pending = info.num_pending + Math.max(0, info.num_ack_pending - inHand);
+      const info = await this.#jsm!.consumers.info(term.stream, term.consumer);
+      const inHand = term.dispatcher.unacknowledged;
+      term.pending = info.num_pending + Math.max(0, info.num_ack_pending - inHand);
     } catch {
       // The lag stays as last known; the next sweep tries again.
     }
   }
+}
+
+/**
+ * Acknowledges a message while the term holds its lease. After that the next holder owns the
+ * reactor: the message is kept to be given back, and comes again there.
+ */
+function acknowledge(term: Term, msg: JsMsg): void {
+  if (term.acking && term.lease.held) settle(msg, 'ack');
+  else term.returned.push(msg);
 }
 
 /** Acknowledges, gives back or keeps alive a message; a closed connection makes it a no-op. */

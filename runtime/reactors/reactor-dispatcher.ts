@@ -71,7 +71,17 @@ export interface ReactorStats {
   lag: number;
   /** Workers (one per aggregate with events in hand) by state of `reactorWorkerMachine`. */
   workers: Record<WorkerState, number>;
+  /**
+   * Whether this node runs the reactor now: always in process; on JetStream while it holds the
+   * reactor's lease (other nodes hosting it stand by, and their counters stand still).
+   */
+  here: boolean;
+  /** The node that runs it, as last seen (JetStream: the lease holder's node id). */
+  leader: string | undefined;
 }
+
+/** Who runs a reactor, as {@link ReactorStats} reports it. */
+export type ReactorLeadership = Pick<ReactorStats, 'here' | 'leader'>;
 
 /** One worker of a reactor, for inspectors. */
 export interface ReactorWorkerView {
@@ -248,8 +258,29 @@ export class ReactorDispatcher {
     return removed;
   }
 
+  /**
+   * A dispatcher for the same reactor with nothing in hand and this one's counters, for a host
+   * that starts delivering again after {@link ReactorDispatcher.close} (a node that lost a
+   * reactor's lease and took it back). What this one still runs stays with it.
+   */
+  successor(): ReactorDispatcher {
+    const next = new ReactorDispatcher(this.#deps);
+    next.#handled = this.#handled;
+    next.#retries = this.#retries;
+    next.#deadLettered = this.#deadLettered;
+    return next;
+  }
+
+  /** True once {@link ReactorDispatcher.close} was called: it starts nothing again. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
   /** Counters; `pending` is what the source has not delivered yet. */
-  stats(pending = 0): ReactorStats {
+  stats(
+    pending = 0,
+    leadership: ReactorLeadership = { here: true, leader: undefined },
+  ): ReactorStats {
     const workers = Object.fromEntries(workerStates.map((s) => [s, 0])) as Record<
       WorkerState,
       number
@@ -268,6 +299,7 @@ export class ReactorDispatcher {
       unacknowledged: this.#unfinished.size,
       lag: this.#unfinished.size + pending,
       workers,
+      ...leadership,
     };
   }
 
@@ -675,8 +707,14 @@ export class ReactorDispatcher {
         causationId: command.causationId ?? ref,
       });
     };
+    // The event's child logger is made only when the handler uses it (a pino child with
+    // redaction costs more than many handlers).
+    const eventLogger = (): Logger => this.#eventLogger(event);
+    let logger: Logger | undefined;
     return {
-      logger: this.#eventLogger(event),
+      get logger(): Logger {
+        return (logger ??= eventLogger());
+      },
       clock: this.#deps.clock,
       attempt,
       send,

@@ -11,6 +11,7 @@ import {
   ReactorDispatcher,
   deadLetterNotFound,
   notListening,
+  type ReactorLeadership,
   type ReactorStats,
   type ReactorWorkerView,
 } from './reactor-dispatcher.js';
@@ -43,11 +44,15 @@ export interface ReactorHost {
   deadLetters(filter?: DeadLetterFilter): Promise<DeadLetter[]>;
   /**
    * Runs a dead letter's event through its reactor again (the reactor must be subscribed here and
-   * listening); on success removes it and lets its aggregate's later events go on. Rejects with
-   * `DEAD_LETTER_NOT_FOUND`, `REACTOR_UNAVAILABLE`, or the handler's error (the dead letter stays).
+   * listening, and on JetStream run here: a node standing by for another refuses); on success
+   * removes it and lets its aggregate's later events go on. Rejects with `DEAD_LETTER_NOT_FOUND`,
+   * `REACTOR_UNAVAILABLE`, or the handler's error (the dead letter stays).
    */
   replay(id: number): Promise<DeadLetter>;
-  /** Removes a dead letter without running it; its aggregate's later events go on. */
+  /**
+   * Removes a dead letter without running it; its aggregate's later events go on. On JetStream
+   * only the node running its reactor does it (`REACTOR_UNAVAILABLE` on a standby).
+   */
   discard(id: number): Promise<DeadLetter>;
 }
 
@@ -188,7 +193,7 @@ export abstract class ReactorHostBase implements ReactorHost {
   stats(): Record<string, ReactorStats> {
     const stats: Record<string, ReactorStats> = {};
     for (const [key, dispatcher] of this.dispatchers)
-      stats[key] = dispatcher.stats(this.pending(key));
+      stats[key] = dispatcher.stats(this.pending(key), this.leadership(key));
     return stats;
   }
 
@@ -236,4 +241,9 @@ export abstract class ReactorHostBase implements ReactorHost {
   protected abstract load(domain: DomainDefinition, deadLetter: DeadLetter): Promise<Commit>;
   /** Events of a reactor the source has not delivered yet. */
   protected abstract pending(key: string): number;
+
+  /** Who runs a reactor; this host, unless it stands by for another node. */
+  protected leadership(_key: string): ReactorLeadership {
+    return { here: true, leader: undefined };
+  }
 }

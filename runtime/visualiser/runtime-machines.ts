@@ -1,5 +1,6 @@
 import type { AnyStateMachine } from 'xstate';
 import { aggregateLifecycleMachine } from '../aggregate/aggregate-lifecycle.js';
+import { reactorWorkerMachine } from '../reactors/reactor-worker.js';
 
 /** A state machine of the runtime itself, drawn by `jetactor viz runtime`. */
 export interface RuntimeMachine {
@@ -12,13 +13,19 @@ export interface RuntimeMachine {
 }
 
 /**
- * The runtime's own lifecycle machines, in the order they are drawn. A new one (the reactor
- * worker's, …) is one more entry here; the CLI and its help pick it up.
+ * The runtime's own lifecycle machines, in the order they are drawn. A new one is one more entry
+ * here; the CLI, its help and the inspector pick it up.
  */
 export const runtimeMachines: readonly RuntimeMachine[] = Object.freeze([
   Object.freeze({
     name: 'AggregateActor',
     description: 'lifecycle of every aggregate actor: spawn, replay, commit, passivate, fail',
     machine: aggregateLifecycleMachine,
+  }),
+  Object.freeze({
+    name: 'ReactorWorker',
+    description:
+      'one lane per aggregate with events in hand, per reactor: handle, retry, dead-letter',
+    machine: reactorWorkerMachine,
   }),
 ]);

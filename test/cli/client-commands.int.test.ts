@@ -194,6 +194,26 @@ describe('jetactor send, state and events', () => {
     follow.child.kill('SIGINT');
     expect(await follow.exited).toBe(0);
   });
+
+  it('events ends quietly with exit 0 when its reader goes away (| head)', async () => {
+    await cli('send', 'bank.Account.p-1', 'open', '{"owner":"ann"}');
+    const follow = startCli([
+      'events',
+      'bank',
+      '--aggregate',
+      'Account',
+      '--id',
+      'p-1',
+      '--follow',
+      ...conn(),
+    ]);
+    await follow.waitFor(() => follow.stdout().includes('"Opened"'));
+    follow.child.stdout.destroy();
+    await cli('send', 'bank.Account.p-1', 'deposit', '{"amount":1}');
+    await cli('send', 'bank.Account.p-1', 'deposit', '{"amount":2}');
+    expect(await follow.exited).toBe(0);
+    expect(follow.stderr()).toBe('');
+  });
 });
 
 describe('jetactor dev over NATS', () => {

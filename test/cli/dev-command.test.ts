@@ -34,7 +34,7 @@ describe.concurrent('jetactor dev', () => {
     expect((events as { type: string }[]).map((e) => e.type)).toEqual(['Opened', 'Deposited']);
     expect(stats).toMatchObject({ active: 1, spawned: 1, deadLetters: 0 });
     expect(run.stderr).toContain('local node on the in-memory store');
-    expect(run.stderr).toContain('hosting bank (Account)');
+    expect(run.stderr).toContain('hosting bank (Account, Transfer)');
     expect(run.stderr).toContain('jetactor dev: stopped.');
   });
 

@@ -173,6 +173,13 @@ describe('jetactor node', () => {
       [['bank', '--user', 'ann'], {}, /--user needs --password too/],
       [['bank', '--creds', join(dir, 'missing.creds')], {}, /--creds .*no such file/],
       [['bank', '--prefix', 'a.b'], {}, /--prefix \("a\.b"\): must be letters/],
+      [['bank', '--partitions', '2000'], {}, /--partitions \("2000"\): must be at most 1024/],
+      [['bank', '--node-id', 'a.b'], {}, /--node-id \("a\.b"\): must be 1 to 64 letters/],
+      [
+        ['bank'],
+        { JETACTOR_LEASE_MS: '10' },
+        /env JETACTOR_LEASE_MS \("10"\): must be at least 250/,
+      ],
       [['bank'], { JETACTOR_MAX_PAYLOAD_BYTES: 'big' }, /env JETACTOR_MAX_PAYLOAD_BYTES/],
       [[], {}, /name at least one domain module/],
       [['bank', '--bogus'], {}, /Unknown option '--bogus'/],

@@ -11,7 +11,7 @@ describe.concurrent('jetactor viz', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('prints the mermaid diagram of the bank account on stdout', async ({ expect }) => {
-    const run = await runCli(['viz', 'bank', '--format', 'mermaid']);
+    const run = await runCli(['viz', 'bank', '--aggregate', 'Account', '--format', 'mermaid']);
 
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -30,7 +30,13 @@ describe.concurrent('jetactor viz', () => {
 
     expect(run.code).toBe(0);
     const labels = run.stdout.split('\n').filter((line) => line.startsWith('// '));
-    expect(labels).toEqual(['// bank.Account', '// flight.Aircraft', '// runtime.AggregateActor']);
+    expect(labels).toEqual([
+      '// bank.Account',
+      '// bank.Transfer',
+      '// flight.Aircraft',
+      '// runtime.AggregateActor',
+      '// runtime.ReactorWorker',
+    ]);
     expect(run.stdout).toContain('digraph "AggregateActor" {');
     expect(run.stdout).toContain(
       '"aggregateActor.committing" -> "aggregateActor.replaying" [label="CONFLICT"];',
@@ -41,13 +47,21 @@ describe.concurrent('jetactor viz', () => {
     const run = await runCli(['viz', 'runtime', '--format', 'json']);
 
     expect(run.code).toBe(0);
-    const [entry, ...rest] = JSON.parse(run.stdout) as {
+    const [entry, worker, ...rest] = JSON.parse(run.stdout) as {
       domain: string;
       name: string;
       graph: MachineGraph;
     }[];
     expect(rest).toEqual([]);
     expect(entry).toMatchObject({ domain: 'runtime', name: 'AggregateActor' });
+    expect(worker).toMatchObject({ domain: 'runtime', name: 'ReactorWorker' });
+    expect(worker?.graph.nodes.map((node) => node.key)).toEqual([
+      'reactorWorker',
+      'idle',
+      'handling',
+      'retrying',
+      'deadLettered',
+    ]);
     expect(entry?.graph).toMatchObject({
       format: 1,
       name: 'AggregateActor',
@@ -70,7 +84,13 @@ describe.concurrent('jetactor viz', () => {
 
     expect(run.code).toBe(0);
     expect(run.stdout).toBe('');
-    expect(readdirSync(out).sort()).toEqual(['Account.svg', 'AggregateActor.svg', 'Aircraft.svg']);
+    expect(readdirSync(out).sort()).toEqual([
+      'Account.svg',
+      'AggregateActor.svg',
+      'Aircraft.svg',
+      'ReactorWorker.svg',
+      'Transfer.svg',
+    ]);
     const svg = readFileSync(join(out, 'Account.svg'), 'utf8');
     expect(svg).toContain('<svg');
     expect(svg).toContain('>frozen</text>');
@@ -96,7 +116,9 @@ describe.concurrent('jetactor viz', () => {
 
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toContain('jetactor viz: no aggregate "Vault" in bank; known: Account.');
+    expect(run.stderr).toContain(
+      'jetactor viz: no aggregate "Vault" in bank; known: Account, Transfer.',
+    );
   });
 
   it('refuses an unknown format with exit code 2, naming the formats', async ({ expect }) => {

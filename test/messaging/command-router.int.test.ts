@@ -15,6 +15,9 @@ import {
 import { connectShared, sharedNatsUrl, uniqueName } from '../helpers/nats.js';
 import { killAllNodes, startNodeProcess, type NodeProcess } from '../fixtures/node-process.js';
 import { storedCommandIds, streamMessageCount } from '../fixtures/stream-contents.js';
+import { FaultyEventStore } from '../fixtures/faulty-event-store.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const msgpack = new MsgpackCodec();
 const text = new TextDecoder();
@@ -207,6 +210,18 @@ describe('the command router of a node process', () => {
         hdrs({ 'Jetactor-Actor': ['ann', 'bob'] }),
         'INVALID_HEADER',
       ],
+      [
+        cmd('bank.Account.bad-1.deposit'),
+        '{"amount":1}',
+        hdrs({ 'Jetactor-Timeout': 'soon' }),
+        'INVALID_HEADER',
+      ],
+      [
+        cmd('bank.Account.bad-1.deposit'),
+        '{"amount":1}',
+        hdrs({ 'Jetactor-Timeout': '0' }),
+        'INVALID_HEADER',
+      ],
       [cmd('bank.Account.bad-1.withdraw'), '{"amount":1000}', undefined, 'INSUFFICIENT_FUNDS'],
     ];
     const replies = await Promise.all(cases.map(([s, b, h]) => raw(nc, s, b, h)));
@@ -223,6 +238,8 @@ describe('the command router of a node process', () => {
     expect(replies[10]!.body.error.details).toMatchObject({ limit: 2048 });
     expect(replies[1]!.body.error.details.known).toContain('deposit');
     expect(replies[11]!.body.error.message).toContain('Jetactor-Expected-Version');
+    expect(replies[15]!.body.error.message).toContain('"soon"');
+    expect(replies[15]!.body.error.message).toContain('milliseconds');
     expect(await streamMessageCount(nc, prefix, 'bank')).toBe(before);
     const good = await raw(nc, cmd('bank.Account.bad-1.deposit'), '{"amount":1}');
     expect(good).toMatchObject({ status: 'ok', body: { version: 2 } });
@@ -385,6 +402,52 @@ describe('a command router in process', () => {
     await router.stop();
     await node.stop();
     await store.close();
+  });
+
+  it('does not start a command after the Jetactor-Timeout its sender gave, and answers DEADLINE_EXCEEDED', async () => {
+    const prefix = uniqueName('dl');
+    const store = new FaultyEventStore();
+    const node = createNode({ domains: [bank], store, logger: silent });
+    await node.start();
+    const router = new CommandRouter({ node, connection: nc, prefix, logger: silent });
+    await router.start();
+    const subject = (command: string) => `${prefix}.cmd.bank.Account.dl-1.${command}`;
+    await raw(nc, subject('open'), '{"owner":"ann"}');
+
+    // The aggregate's commit hangs; a command behind it, whose sender waits 200 ms, waits longer.
+    let release = () => {};
+    store.beforeAppend = () => new Promise<void>((resolve) => (release = resolve));
+    const held = raw(nc, subject('deposit'), '{"amount":1}', hdrs({ 'Jetactor-Command-Id': 'h' }));
+    await sleep(50);
+    const late = raw(
+      nc,
+      subject('deposit'),
+      '{"amount":10}',
+      hdrs({ 'Jetactor-Command-Id': 'late', 'Jetactor-Timeout': '200' }),
+    );
+    const inTime = raw(
+      nc,
+      subject('deposit'),
+      '{"amount":100}',
+      hdrs({ 'Jetactor-Command-Id': 'in-time', 'Jetactor-Timeout': '4000' }),
+    );
+    await sleep(400);
+    store.beforeAppend = undefined;
+    release();
+
+    expect(await held).toMatchObject({ status: 'ok' });
+    const error = await late;
+    expect(error).toMatchObject({
+      status: 'error',
+      code: 'DEADLINE_EXCEEDED',
+      body: { error: { kind: 'infrastructure', details: { commandId: 'late' } } },
+    });
+    expect(await inTime).toMatchObject({ status: 'ok', body: { duplicate: false } });
+    const ids = store.stored.flatMap((append) => append.commands.map((record) => record.id));
+    expect(ids).not.toContain('late');
+    expect(ids).toEqual(expect.arrayContaining(['h', 'in-time']));
+    await router.stop();
+    await node.stop();
   });
 
   it('answers the requests it took when stopped, and takes no more', async () => {

@@ -107,6 +107,10 @@ describe('the service responder of a node', () => {
       last_error: expect.stringContaining('INSUFFICIENT_FUNDS') as unknown,
       data: { ok: 2, rejected: 1, failed: 0, actors: { active: 1 } },
     });
+    expect(commands?.data?.memory).toMatchObject({
+      heapUsedBytes: expect.any(Number) as unknown,
+      rssBytes: expect.any(Number) as unknown,
+    });
     expect(commands!.processing_time).toBeGreaterThan(0);
     expect(commands!.average_processing_time).toBe(Math.round(commands!.processing_time / 3));
   });

@@ -63,7 +63,7 @@ const badRequests: { what: string; request: unknown; code: string; says: string 
     what: 'an unknown aggregate',
     request: { ...good, aggregate: 'Vault' },
     code: 'UNKNOWN_AGGREGATE',
-    says: 'known: bank.Account, flight.Aircraft',
+    says: 'known: bank.Account, bank.Transfer, flight.Aircraft',
   },
   {
     what: 'an aggregate of another domain',

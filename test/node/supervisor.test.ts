@@ -11,7 +11,7 @@ import {
 } from '../../runtime/index.js';
 import { Account, bank } from '../../domains/bank/index.js';
 import { FaultyEventStore } from '../fixtures/faulty-event-store.js';
-import { flush, rejectionOf, silentLogger } from '../fixtures/test-support.js';
+import { deferred, flush, rejectionOf, silentLogger, until } from '../fixtures/test-support.js';
 
 function start(options: Partial<NodeOptions> = {}) {
   const clock = options.clock instanceof TestClock ? options.clock : new TestClock();
@@ -53,9 +53,57 @@ describe('supervisor', () => {
       restarts: 0,
       failed: 0,
       mailboxDepth: 0,
+      conflicts: 0,
       deadLetters: 0,
-      reactors: {},
+      reactors: {
+        'bank.transfers': expect.objectContaining({ handled: 0, retries: 0, deadLetters: 0 }),
+      },
+      projections: {
+        'bank.balances': expect.objectContaining({ store: 'memory', applied: 0, lag: 0 }),
+      },
     });
+  });
+
+  it('counts every conflict the store reports to its actors', async () => {
+    const store = new FaultyEventStore();
+    const { node: a } = start({ store });
+    const { node: b } = start({ store });
+    await a.aggregate(Account, 'acc-1').open({ owner: 'ann' });
+    await b.view(Account, 'acc-1');
+    // Each node appends on top of the version it saw; the loser of every race conflicts.
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 === 0 ? a : b).aggregate(Account, 'acc-1').deposit({ amount: 1 }),
+      ),
+    );
+    expect(store.conflicts).toBeGreaterThan(0);
+    expect(a.stats().conflicts + b.stats().conflicts).toBe(store.conflicts);
+  });
+
+  it('passivates the actors a predicate selects: idle ones at once, busy ones once idle', async () => {
+    const { node, store } = start();
+    await node.aggregate(Account, 'acc-idle').open({ owner: 'ann' });
+    await node.aggregate(Account, 'acc-busy').open({ owner: 'bob' });
+    await node.aggregate(Account, 'acc-kept').open({ owner: 'cid' });
+    await flush();
+    const held = deferred();
+    store.beforeAppend = () => held.promise;
+    const busy = node.aggregate(Account, 'acc-busy').deposit({ amount: 1 });
+    await flush();
+
+    const matched = node.passivateWhere((stream) => stream.id !== 'acc-kept');
+    expect(matched).toBe(2);
+    expect(node.stats()).toMatchObject({ active: 2, passivated: 1 });
+
+    held.resolve();
+    expect((await busy).version).toBe(2);
+    await until(() => node.stats().active === 1);
+    expect(node.stats()).toMatchObject({ active: 1, passivated: 2 });
+    const { spawned } = node.stats();
+    await node.aggregate(Account, 'acc-kept').deposit({ amount: 1 });
+    expect(node.stats().spawned).toBe(spawned);
+    expect((await node.aggregate(Account, 'acc-busy').deposit({ amount: 1 })).version).toBe(3);
+    expect(node.stats().spawned).toBe(spawned + 1);
   });
 
   it('passivates actors idle for idleTimeoutMs and brings them back in the same state', async () => {

@@ -512,7 +512,13 @@ describe('reactors on JetStream', () => {
       reactors: {
         send: (command) => {
           sent.push(command);
-          const result = { version: 1, events: [], response: undefined, duplicate: false };
+          const result = {
+            version: 1,
+            events: [],
+            response: undefined,
+            duplicate: false,
+            position: 0,
+          };
           return Promise.resolve({ ...result, commandId: command.commandId ?? '' });
         },
       },
