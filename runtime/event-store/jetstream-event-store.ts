@@ -14,7 +14,7 @@ import {
 } from '@nats-io/jetstream';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
 import {
@@ -533,7 +533,12 @@ export class JetStreamEventStore implements EventStore {
     for (let index = newestFirst.length - 1; index >= 0; index--) yield newestFirst[index]!;
   }
 
-  /** Reads a long run of commits through an ordered consumer, deleted afterwards. */
+  /**
+   * Reads a long run of commits through an ordered consumer, deleted afterwards. Each wait for the
+   * next commit is bounded by `ackTimeoutMs`: an ordered consumer can sit silent for tens of
+   * seconds after a server restart before it notices and recreates itself, and an actor waiting
+   * on it would hold its commands (and a reactor's sends) that long.
+   */
   async *#consumeCommits(
     stream: StreamRef,
     name: string,
@@ -541,8 +546,10 @@ export class JetStreamEventStore implements EventStore {
     from: number,
     until: number,
   ): AsyncGenerator<Commit> {
+    const { ackTimeoutMs } = this.#options;
     let messages: ConsumerMessages | undefined;
     let consumer: Consumer | undefined;
+    let reached = from - 1;
     try {
       consumer = await this.#js.consumers.get(name, {
         filter_subjects: subject,
@@ -550,16 +557,51 @@ export class JetStreamEventStore implements EventStore {
         opt_start_seq: from,
       });
       messages = await consumer.consume({ max_messages: 1024 });
-      for await (const msg of messages) {
+      const iterator = messages[Symbol.asyncIterator]();
+      while (reached < until) {
+        const next = await this.#within(iterator.next(), ackTimeoutMs);
+        if (next === undefined) {
+          throw new InfrastructureError(
+            'STORE_UNAVAILABLE',
+            `JetStream sent no commit of ${subject} for ${ackTimeoutMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
+            { details: { subject, sequence: reached, until, timeoutMs: ackTimeoutMs } },
+          );
+        }
+        if (next.done === true) {
+          throw new InfrastructureError(
+            'STORE_UNAVAILABLE',
+            `The read of ${subject} ended after sequence ${reached}, before sequence ${until}; the consumer was closed. The command can be sent again.`,
+            { details: { subject, sequence: reached, until } },
+          );
+        }
+        const msg = next.value;
+        reached = msg.seq;
         yield decodeEnvelope(this.#codec, stream, { subject, sequence: msg.seq }, msg.data).commit;
-        if (msg.seq >= until) break;
       }
     } catch (error) {
       if (error instanceof JetactorError) throw error;
       throw unavailable(`reading ${subject}`, error);
     } finally {
-      await messages?.close();
-      await consumer?.delete().catch(() => undefined);
+      if (messages !== undefined) await this.#within(messages.close(), ackTimeoutMs);
+      if (consumer !== undefined) {
+        await this.#within(
+          consumer.delete().catch(() => undefined),
+          ackTimeoutMs,
+        );
+      }
+    }
+  }
+
+  /** The promise's value, or undefined when it has not settled within `ms` (it is left running). */
+  async #within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+    let timer: TimerHandle | undefined;
+    const expired = new Promise<undefined>((resolve) => {
+      timer = this.#clock.setTimeout(() => resolve(undefined), ms);
+    });
+    try {
+      return await Promise.race([promise, expired]);
+    } finally {
+      this.#clock.clearTimeout(timer!);
     }
   }
 
