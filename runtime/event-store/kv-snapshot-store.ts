@@ -1,8 +1,9 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { systemClock, type Clock } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, describeError } from '../errors.js';
 import { isIdentifier } from '../names.js';
 import { KvPipeline, allowsDirect } from '../nats/kv-pipeline.js';
 import { DEFAULT_PREFIX, snapshotBucket } from '../nats/subjects.js';
@@ -20,6 +21,18 @@ export interface KvSnapshotStoreOptions {
   replicas?: number;
   /** Codec of snapshots; default msgpack. */
   codec?: Codec;
+  /**
+   * How long a snapshot read or write waits for the server, default 1000 ms. A snapshot only
+   * saves replay time, so an actor waits less for it than for its events.
+   */
+  timeoutMs?: number;
+  /**
+   * After a read of a domain's bucket failed, how long further reads of that domain are skipped
+   * (the actor replays from the stream) before the bucket is asked again. Default 5000 ms.
+   */
+  retryAfterMs?: number;
+  /** Clock of the skip window; default the system clock. */
+  clock?: Clock;
 }
 
 /**
@@ -34,9 +47,22 @@ export class KvSnapshotStore implements SnapshotStore {
   readonly #codec: Codec;
   readonly #buckets = new Map<string, Promise<{ kv: KV; direct: boolean }>>();
   readonly #pipeline: KvPipeline;
+  readonly #timeoutMs: number;
+  readonly #retryAfterMs: number;
+  readonly #clock: Clock;
+  /** Per domain, the time until which reads are skipped after one failed. */
+  readonly #skipUntil = new Map<string, number>();
 
   constructor(options: KvSnapshotStoreOptions) {
-    const known = ['connection', 'prefix', 'replicas', 'codec'];
+    const known = [
+      'connection',
+      'prefix',
+      'replicas',
+      'codec',
+      'timeoutMs',
+      'retryAfterMs',
+      'clock',
+    ];
     const unknown = unknownOptions(options, known);
     if (unknown.length > 0) {
       throw new ConfigError(`Snapshot store: ${describeUnknownOptions(unknown, known)}.`, {
@@ -49,22 +75,52 @@ export class KvSnapshotStore implements SnapshotStore {
         `Snapshot store prefix ${JSON.stringify(prefix)} is not valid: use letters, digits, "_" or "-", starting with a letter.`,
       );
     }
+    for (const name of ['timeoutMs', 'retryAfterMs'] as const) {
+      const value = options[name];
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+        throw new ConfigError(
+          `Snapshot store ${name} ${JSON.stringify(value)} is not valid: give a whole number of milliseconds, 1 or more.`,
+          { details: { [name]: value } },
+        );
+      }
+    }
+    this.#timeoutMs = options.timeoutMs ?? 1_000;
+    this.#retryAfterMs = options.retryAfterMs ?? 5_000;
+    this.#clock = options.clock ?? systemClock;
     this.#kvm = new Kvm(options.connection);
-    this.#pipeline = new KvPipeline(options.connection);
+    this.#pipeline = new KvPipeline(options.connection, this.#timeoutMs);
     this.#prefix = prefix;
     this.#replicas = options.replicas ?? 1;
     this.#codec = options.codec ?? new MsgpackCodec();
   }
 
+  /**
+   * The aggregate's snapshot, undefined when it has none. Undefined too, without asking, for
+   * `retryAfterMs` after a read of the same domain failed: the actor replays from its stream
+   * rather than wait on a bucket whose server is down.
+   */
   async load(stream: StreamRef): Promise<Snapshot | undefined> {
-    const { kv, direct } = await this.#bucket(stream.domain);
+    const skipUntil = this.#skipUntil.get(stream.domain);
+    if (skipUntil !== undefined) {
+      if (this.#clock.now() < skipUntil) return undefined;
+      this.#skipUntil.delete(stream.domain);
+    }
     const key = snapshotKey(stream);
     let bytes: Uint8Array | undefined;
-    if (direct) {
-      bytes = await this.#pipeline.get(snapshotBucket(this.#prefix, stream.domain), key);
-    } else {
-      const entry = await kv.get(key);
-      bytes = entry === null || entry.operation !== 'PUT' ? undefined : entry.value;
+    try {
+      const { kv, direct } = await this.#bucket(stream.domain);
+      if (direct) {
+        bytes = await this.#pipeline.get(snapshotBucket(this.#prefix, stream.domain), key);
+      } else {
+        const entry = await kv.get(key);
+        bytes = entry === null || entry.operation !== 'PUT' ? undefined : entry.value;
+      }
+    } catch (error) {
+      this.#skipUntil.set(stream.domain, this.#clock.now() + this.#retryAfterMs);
+      throw new Error(
+        `the snapshot bucket ${snapshotBucket(this.#prefix, stream.domain)} did not answer for ${key} (${describeError(error)}); reads of domain ${stream.domain} skip snapshots for ${this.#retryAfterMs} ms`,
+        { cause: error },
+      );
     }
     if (bytes === undefined || bytes.length === 0) return undefined;
     const value = this.#codec.decode(bytes);
