@@ -76,6 +76,9 @@ const optionsSchema = z
   })
   .strict();
 
+/** How long a read's pull waits on the server before it expires and is sent again. */
+const READ_PULL_EXPIRES_MS = 2_000;
+
 /** Options of {@link JetStreamEventStore.open}. */
 export interface JetStreamEventStoreOptions {
   /** An open connection (`connect()` from `@nats-io/transport-node`); the store does not close it. */
@@ -534,10 +537,12 @@ export class JetStreamEventStore implements EventStore {
   }
 
   /**
-   * Reads a long run of commits through an ordered consumer, deleted afterwards. Each wait for the
-   * next commit is bounded by `ackTimeoutMs`: an ordered consumer can sit silent for tens of
-   * seconds after a server restart before it notices and recreates itself, and an actor waiting
-   * on it would hold its commands (and a reactor's sends) that long.
+   * Reads a long run of commits through an ordered consumer, deleted afterwards. Its pulls expire
+   * after {@link READ_PULL_EXPIRES_MS}, so a pull lost with a server restart is noticed by missed
+   * heartbeats within about that time and sent again (with nats.js' default of 30 s, a read sat
+   * silent that long). Should the consumer still send nothing, each wait for the next commit
+   * ends after three `ackTimeoutMs` with STORE_UNAVAILABLE, so an actor never holds its commands
+   * longer than that on a read.
    */
   async *#consumeCommits(
     stream: StreamRef,
@@ -547,6 +552,7 @@ export class JetStreamEventStore implements EventStore {
     until: number,
   ): AsyncGenerator<Commit> {
     const { ackTimeoutMs } = this.#options;
+    const idleMs = 3 * ackTimeoutMs;
     let messages: ConsumerMessages | undefined;
     let consumer: Consumer | undefined;
     let reached = from - 1;
@@ -556,15 +562,15 @@ export class JetStreamEventStore implements EventStore {
         deliver_policy: DeliverPolicy.StartSequence,
         opt_start_seq: from,
       });
-      messages = await consumer.consume({ max_messages: 1024 });
+      messages = await consumer.consume({ max_messages: 1024, expires: READ_PULL_EXPIRES_MS });
       const iterator = messages[Symbol.asyncIterator]();
       while (reached < until) {
-        const next = await this.#within(iterator.next(), ackTimeoutMs);
+        const next = await this.#within(iterator.next(), idleMs);
         if (next === undefined) {
           throw new InfrastructureError(
             'STORE_UNAVAILABLE',
-            `JetStream sent no commit of ${subject} for ${ackTimeoutMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
-            { details: { subject, sequence: reached, until, timeoutMs: ackTimeoutMs } },
+            `JetStream sent no commit of ${subject} for ${idleMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
+            { details: { subject, sequence: reached, until, timeoutMs: idleMs } },
           );
         }
         if (next.done === true) {

@@ -12,6 +12,7 @@ import {
   type StreamRef,
 } from '../../runtime/index.js';
 import { connectShared, startNatsServer, uniqueName } from '../helpers/nats.js';
+import { expectReplicasRefused } from '../fixtures/test-support.js';
 import { eventStoreContract } from './event-store.contract.js';
 
 function event(stream: StreamRef, version: number, commandId: string): StoredEvent {
@@ -101,18 +102,7 @@ describe('JetStream event store', () => {
   });
 
   it('refuses replicas above 1 on a server older than 2.9.21, saying why', async () => {
-    expect(nc.info?.version).toMatch(/^2\.9\./);
-    const error = await JetStreamEventStore.open({
-      connection: nc,
-      prefix: uniqueName('js'),
-      replicas: 3,
-    }).catch((e: unknown) => e);
-    expect(isConfigError(error)).toBe(true);
-    expect(error).toMatchObject({
-      code: 'REPLICAS_UNSUPPORTED',
-      details: { replicas: 3, serverVersion: nc.info?.version },
-    });
-    expect((error as Error).message).toMatch(/2\.9\.21.*not safe on replicated streams/);
+    await expectReplicasRefused(nc, uniqueName('js'));
   });
 
   it('rejects invalid options with the path of each problem', async () => {

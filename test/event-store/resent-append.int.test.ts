@@ -2,7 +2,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JetStreamEventStore, type AppendRequest, type StreamRef } from '../../runtime/index.js';
 import { startNatsServer, type LocalNatsServer } from '../helpers/nats.js';
-import { silentLogger } from '../fixtures/test-support.js';
+import { depositCommit, silentLogger } from '../fixtures/test-support.js';
 
 const stream: StreamRef = { domain: 'bank', aggregate: 'Account', id: 'acc-1' };
 
@@ -13,28 +13,7 @@ function commit(
   version: number,
   writer: number,
 ): AppendRequest {
-  return {
-    stream,
-    expectedPosition,
-    dedupId: `Account.acc-1.${commandId}`,
-    events: [
-      {
-        type: 'Deposited',
-        data: { amount: 1 },
-        meta: {
-          domain: 'bank',
-          aggregate: 'Account',
-          aggregateId: 'acc-1',
-          version,
-          timestamp: 1_767_225_600_000 + writer,
-          commandId,
-          correlationId: commandId,
-          causationId: commandId,
-        },
-      },
-    ],
-    commands: [{ id: commandId }],
-  };
+  return depositCommit(stream, commandId, expectedPosition, version, 1_767_225_600_000 + writer);
 }
 
 describe('an append sent again after a late acknowledgement', () => {

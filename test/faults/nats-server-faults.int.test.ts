@@ -2,17 +2,17 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createClient } from '../../runtime/index.js';
 import { startNatsServer, uniqueName, type LocalNatsServer } from '../helpers/nats.js';
-import { killAllNodes, startNodeProcess, type NodeProcess } from '../fixtures/node-process.js';
+import { killAllNodes, type NodeProcess } from '../fixtures/node-process.js';
 import {
   chaos,
   chaosScale,
   checkWorkload,
-  faultDomain,
   nodesServeAgain,
   openAccounts,
   report,
   servedAgain,
   startBankClients,
+  startFaultNode,
   totalConflicts,
   waitForTransfers,
   type BankClients,
@@ -53,21 +53,7 @@ describe('faults of the nats-server under load', () => {
     nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     const prefix = uniqueName('fsrv');
     const startNode = (nodeId: string): Promise<NodeProcess> =>
-      startNodeProcess({
-        natsUrl: url,
-        prefix,
-        domains: [faultDomain],
-        args: [
-          '--node-id',
-          nodeId,
-          '--lease-time',
-          '1000',
-          '--forward-timeout',
-          '300',
-          '--reactor-ack-wait',
-          '2000',
-        ],
-      });
+      startFaultNode({ natsUrl: url, prefix, nodeId });
     const nodes = await Promise.all([startNode('n1'), startNode('n2')]);
     const client = createClient({ connection: nc, prefix, timeoutMs: 5_000, retries: 5 });
     const accounts = await openAccounts(client, 'a', 40, initial);

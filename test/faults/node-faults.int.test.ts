@@ -1,21 +1,20 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createClient, type JetactorClient } from '../../runtime/index.js';
-import { startNatsServer, uniqueName, type LocalNatsServer } from '../helpers/nats.js';
-import { killAllNodes, startNodeProcess, type NodeProcess } from '../fixtures/node-process.js';
+import { uniqueName } from '../helpers/nats.js';
+import type { NodeProcess } from '../fixtures/node-process.js';
 import {
   chaos,
   chaosScale,
   checkWorkload,
-  faultDomain,
   nodesServeAgain,
   openAccounts,
   report,
   servedAgain,
   startBankClients,
+  startFaultNode,
   totalConflicts,
+  useFaultServer,
   waitForTransfers,
-  type BankClients,
 } from '../fixtures/fault-workload.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -24,41 +23,17 @@ const reactorAckWaitMs = 2_000;
 const initial = 100;
 
 describe('faults of a node under load', () => {
-  let server: LocalNatsServer;
-  let nc: NatsConnection;
-  let clients: BankClients | undefined;
+  const suite = useFaultServer();
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-  });
-
-  afterAll(async () => {
-    await clients?.kill();
-    await killAllNodes();
-    await nc?.close();
-    await server?.cleanup();
-  });
-
-  function startNode(prefix: string, nodeId: string): Promise<NodeProcess> {
-    return startNodeProcess({
-      natsUrl: server.url,
+  const startNode = (prefix: string, nodeId: string): Promise<NodeProcess> =>
+    startFaultNode({
+      natsUrl: suite.server.url,
       prefix,
-      domains: [faultDomain],
-      args: [
-        '--node-id',
-        nodeId,
-        '--lease-time',
-        String(leaseMs),
-        '--forward-timeout',
-        '300',
-        '--shutdown-timeout',
-        '3000',
-        '--reactor-ack-wait',
-        String(reactorAckWaitMs),
-      ],
+      nodeId,
+      leaseMs,
+      reactorAckWaitMs,
+      shutdownTimeoutMs: 3_000,
     });
-  }
 
   /**
    * Two nodes, three client processes; each round kills (or stops) node n2 under load, measures
@@ -66,11 +41,13 @@ describe('faults of a node under load', () => {
    * until both nodes serve. Then checks the invariants over everything the clients got.
    */
   async function nodeFault(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
+    const { server, nc } = suite;
     const prefix = uniqueName(signal === 'SIGKILL' ? 'fkill' : 'fterm');
     const nodes = { n1: await startNode(prefix, 'n1'), n2: await startNode(prefix, 'n2') };
     const client: JetactorClient = createClient({ connection: nc, prefix, timeoutMs: 5_000 });
     const accounts = await openAccounts(client, 'a', 40, initial);
-    clients = await startBankClients({ servers: [server.url], prefix, accounts });
+    const clients = await startBankClients({ servers: [server.url], prefix, accounts });
+    suite.clients = clients;
     const rounds = chaos ? chaosScale : 1;
     const figures: { accountsMs: number; restartMs: number; exit: string }[] = [];
     for (let round = 0; round < rounds; round++) {
@@ -111,7 +88,7 @@ describe('faults of a node under load', () => {
     }
     await sleep(1_000);
     const { replies, summaries } = await clients.stop();
-    clients = undefined;
+    suite.clients = undefined;
     const transfersEndMs = await waitForTransfers(nc, prefix, 20_000);
     const conflicts = await totalConflicts(nc, prefix, 2);
     const checked = await checkWorkload({ nc, prefix, accounts, initial, replies, client });

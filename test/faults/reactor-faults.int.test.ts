@@ -1,20 +1,19 @@
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
 import { JetStreamDeadLetterStore, createClient } from '../../runtime/index.js';
 import { reactorConsumerName, streamName } from '../../runtime/nats/subjects.js';
-import { startNatsServer, uniqueName, type LocalNatsServer } from '../helpers/nats.js';
-import { killAllNodes, startNodeProcess } from '../fixtures/node-process.js';
+import { uniqueName } from '../helpers/nats.js';
 import { storedCommits } from '../fixtures/stream-contents.js';
 import {
   chaosScale,
   checkWorkload,
-  faultDomain,
   openAccounts,
   report,
   startBankClients,
+  startFaultNode,
+  useFaultServer,
   waitForTransfers,
-  type BankClients,
 } from '../fixtures/fault-workload.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -33,33 +32,20 @@ async function lag(nc: NatsConnection, prefix: string, reactor: string): Promise
 }
 
 describe('a slow and a failing reactor under load', () => {
-  let server: LocalNatsServer;
-  let nc: NatsConnection;
-  let clients: BankClients | undefined;
-
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-  });
-
-  afterAll(async () => {
-    await clients?.kill();
-    await killAllNodes();
-    await nc?.close();
-    await server?.cleanup();
-  });
+  const suite = useFaultServer();
 
   it(
     'keeps serving commands while one reactor lags and another fails; each acts exactly once per event, the failing one dead-letters only its poison events',
     async () => {
+      const { server, nc } = suite;
       const prefix = uniqueName('freact');
       const nodes = await Promise.all(
         ['n1', 'n2'].map((nodeId) =>
-          startNodeProcess({
+          startFaultNode({
             natsUrl: server.url,
             prefix,
-            domains: [faultDomain],
-            args: ['--node-id', nodeId, '--lease-time', '1000', '--reactor-ack-wait', '2000'],
+            nodeId,
+            forwardTimeoutMs: 1_000,
             env: {
               FAULT_REACTORS: 'slow,flaky',
               SLOW_REACTOR_MS: String(slowMs),
@@ -70,11 +56,12 @@ describe('a slow and a failing reactor under load', () => {
       );
       const client = createClient({ connection: nc, prefix, timeoutMs: 5_000 });
       const accounts = await openAccounts(client, 'a', 20, initial);
-      clients = await startBankClients({ servers: [server.url], prefix, accounts });
+      const clients = await startBankClients({ servers: [server.url], prefix, accounts });
+      suite.clients = clients;
       await sleep(3_000 * chaosScale);
       const lagAtStop = await lag(nc, prefix, 'slow');
       const { replies, summaries } = await clients.stop();
-      clients = undefined;
+      suite.clients = undefined;
       const stoppedAt = Date.now();
       const transfersEndMs = await waitForTransfers(nc, prefix, 20_000);
       let caughtUpMs: number | undefined;

@@ -1,21 +1,21 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
 import { createClient } from '../../runtime/index.js';
-import { startNatsServer, uniqueName, type LocalNatsServer } from '../helpers/nats.js';
-import { killAllNodes, startNodeProcess, type NodeProcess } from '../fixtures/node-process.js';
+import { uniqueName } from '../helpers/nats.js';
+import type { NodeProcess } from '../fixtures/node-process.js';
 import {
   chaos,
   chaosScale,
   checkWorkload,
   commandStats,
-  faultDomain,
   nodesServeAgain,
   openAccounts,
   report,
   servedAgain,
   startBankClients,
+  startFaultNode,
+  useFaultServer,
   waitForTransfers,
-  type BankClients,
 } from '../fixtures/fault-workload.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -42,42 +42,15 @@ async function until(
 }
 
 describe('two nodes on the same partitions', () => {
-  let server: LocalNatsServer;
-  let nc: NatsConnection;
-  let clients: BankClients | undefined;
-
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connect({ servers: server.url });
-  });
-
-  afterAll(async () => {
-    await clients?.kill();
-    await killAllNodes();
-    await nc?.close();
-    await server?.cleanup();
-  });
+  const suite = useFaultServer();
 
   it(
     'fences the in-flight work of a node paused past its lease (SIGSTOP) while another took its partitions: nothing lost or doubled, and it serves again after SIGCONT',
     async () => {
+      const { server, nc } = suite;
       const prefix = uniqueName('fsplit');
       const startNode = (nodeId: string): Promise<NodeProcess> =>
-        startNodeProcess({
-          natsUrl: server.url,
-          prefix,
-          domains: [faultDomain],
-          args: [
-            '--node-id',
-            nodeId,
-            '--lease-time',
-            String(leaseMs),
-            '--forward-timeout',
-            '300',
-            '--reactor-ack-wait',
-            '2000',
-          ],
-        });
+        startFaultNode({ natsUrl: server.url, prefix, nodeId, leaseMs });
       const nodes = { n1: await startNode('n1'), n2: await startNode('n2') };
       await until('a fair split', 10_000, async () => {
         const split = await owned(nc, prefix, 2);
@@ -85,7 +58,8 @@ describe('two nodes on the same partitions', () => {
       });
       const client = createClient({ connection: nc, prefix, timeoutMs: 5_000 });
       const accounts = await openAccounts(client, 'a', 40, initial);
-      clients = await startBankClients({ servers: [server.url], prefix, accounts });
+      const clients = await startBankClients({ servers: [server.url], prefix, accounts });
+      suite.clients = clients;
       const rounds = chaos ? chaosScale : 1;
       const figures: Record<string, number>[] = [];
       for (let round = 0; round < rounds; round++) {
@@ -126,7 +100,7 @@ describe('two nodes on the same partitions', () => {
       }
       await sleep(1_000);
       const { replies, summaries } = await clients.stop();
-      clients = undefined;
+      suite.clients = undefined;
       const transfersEndMs = await waitForTransfers(nc, prefix, 20_000);
       const checked = await checkWorkload({ nc, prefix, accounts, initial, replies, client });
       expect(checked.acknowledged).toBeGreaterThan(100);
