@@ -2,6 +2,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock, TimerHandle } from '../clock.js';
 import { ConfigError, describeError } from '../errors.js';
+import { isPermissionViolation, permissionDenied } from './permission-denied.js';
 import type { Logger } from '../logger.js';
 import { projectionLeaseBucket } from './subjects.js';
 
@@ -204,6 +205,12 @@ export async function openLeaseBucket(
       }
       return { kv, leaseMs: inForce };
     } catch {
+      if (isPermissionViolation(error)) {
+        throw permissionDenied(
+          error,
+          `creating the lease bucket ${name} (which node runs each projection and reactor)`,
+        );
+      }
       throw new ConfigError(
         `The lease bucket ${name} (which node runs each projection and reactor) cannot be created or opened: ${describeError(error)}. Check that JetStream is enabled.`,
         { cause: error },

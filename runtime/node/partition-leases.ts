@@ -5,7 +5,8 @@ import { Kvm, type KV, type KvEntry, type KvStatus, type KvWatchEntry } from '@n
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
-import { ConfigError, InfrastructureError, describeError } from '../errors.js';
+import { ConfigError, InfrastructureError, JetactorError, describeError } from '../errors.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { createLogger, type Logger } from '../logger.js';
 import { isIdentifier } from '../names.js';
 import { DEFAULT_PREFIX, leaseBucket } from '../nats/subjects.js';
@@ -310,6 +311,7 @@ export class PartitionLeases {
    * @throws ConfigError `LEASE_CONFIG_CONFLICT` when the bucket exists with another lease time or
    *   layout, or a live node uses another partition count.
    * @throws InfrastructureError `LEASES_UNAVAILABLE` when JetStream does not answer.
+   * @throws ConfigError `PERMISSION_DENIED` when the connection's user may not use the bucket.
    */
   start(): Promise<void> {
     if (this.#starting === undefined) {
@@ -1211,7 +1213,9 @@ function isWrongLastSequence(error: unknown): boolean {
   return error instanceof Error && (code === 10071 || code === 10164);
 }
 
-function unavailable(bucket: string, doing: string, error: unknown): InfrastructureError {
+function unavailable(bucket: string, doing: string, error: unknown): JetactorError {
+  if (isPermissionViolation(error))
+    return permissionDenied(error, `${doing} lease bucket ${bucket}`);
   return new InfrastructureError(
     'LEASES_UNAVAILABLE',
     `JetStream did not answer while ${doing} lease bucket ${bucket} (${describeError(error)}); check that nats-server runs with JetStream enabled and start again.`,

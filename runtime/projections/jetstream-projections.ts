@@ -19,10 +19,12 @@ import type { AnyProjectionDefinition } from '../domain/define-projection.js';
 import {
   ConfigError,
   InfrastructureError,
+  JetactorError,
   describeError,
   isJetactorError,
   type ErrorJSON,
 } from '../errors.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { decodeEnvelope } from '../event-store/commit-envelope.js';
 import { KvLease, openLeaseBucket } from '../nats/kv-lease.js';
 import type { Commit } from '../event-store/event-store.js';
@@ -638,8 +640,9 @@ function toError(error: unknown): ErrorJSON {
       }).toJSON();
 }
 
-function unavailable(what: string, error: unknown): InfrastructureError {
-  if (error instanceof InfrastructureError) return error;
+function unavailable(what: string, error: unknown): JetactorError {
+  if (error instanceof JetactorError) return error;
+  if (isPermissionViolation(error)) return permissionDenied(error, what);
   return new InfrastructureError(
     'STORE_UNAVAILABLE',
     `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream.`,

@@ -24,6 +24,7 @@ import {
   describeError,
   isJetactorError,
 } from '../errors.js';
+import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { decodeEnvelope } from '../event-store/commit-envelope.js';
 import { createClient, type JetactorClient } from '../messaging/client.js';
 import type { Commit } from '../event-store/event-store.js';
@@ -759,8 +760,9 @@ function settle(msg: JsMsg, how: 'ack' | 'nak' | 'working'): void {
   }
 }
 
-function unavailable(what: string, error: unknown): InfrastructureError {
-  if (error instanceof InfrastructureError) return error;
+function unavailable(what: string, error: unknown): JetactorError {
+  if (error instanceof JetactorError) return error;
+  if (isPermissionViolation(error)) return permissionDenied(error, what);
   return new InfrastructureError(
     'STORE_UNAVAILABLE',
     `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream.`,

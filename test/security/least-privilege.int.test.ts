@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Account, Transfer, bank } from '../../domains/bank/index.js';
 import { flight } from '../../domains/flight/index.js';
 import { JetStreamEventStore } from '../../runtime/event-store/jetstream-event-store.js';
-import { createClient } from '../../runtime/index.js';
+import { PartitionLeases, createClient } from '../../runtime/index.js';
+import { openLeaseBucket } from '../../runtime/nats/kv-lease.js';
 import {
   natsAuthorization,
   roleUsers,
@@ -29,11 +30,17 @@ import {
   type NodeProcess,
 } from '../fixtures/node-process.js';
 import { runCli } from '../fixtures/run-cli.js';
-import { rejectionOf, until } from '../fixtures/test-support.js';
+import { rejectionOf, silentLogger, until } from '../fixtures/test-support.js';
 
 const prefix = 'jetactor';
 const secret = () => randomBytes(12).toString('hex');
-const passwords = { admin: secret(), client: secret(), 'flight-node': secret() };
+const passwords = {
+  admin: secret(),
+  client: secret(),
+  'flight-node': secret(),
+  'bank-node-no-leases': secret(),
+  'bank-node-no-rm-leases': secret(),
+};
 const clientInbox = userInboxPrefix('client');
 const nodeInbox = userInboxPrefix('bank-node');
 const secureConf = fileURLToPath(new URL('../../docs/nats-secure.conf', import.meta.url));
@@ -90,6 +97,25 @@ describe('least privilege on NATS', () => {
       user.user === 'bank-node'
         ? { ...user, user: undefined, password: undefined, nkey: bankNode.getPublicKey() }
         : { ...user, password: passwords[user.user as keyof typeof passwords] },
+    );
+    // Two bank node users that lack one thing each: the partition lease bucket, and the lease
+    // bucket of reactors and projections.
+    const bankNodeUser = users.find((user) => user.nkey !== undefined)!;
+    const without = (user: string, part: string) => ({
+      user,
+      password: passwords[user as keyof typeof passwords],
+      permissions: {
+        ...bankNodeUser.permissions!,
+        publish: bankNodeUser.permissions!.publish.filter((subject) => !subject.includes(part)),
+        subscribe: [
+          ...bankNodeUser.permissions!.subscribe.filter((subject) => !subject.startsWith('_INBOX')),
+          `${userInboxPrefix(user)}.>`,
+        ],
+      },
+    });
+    users.push(
+      without('bank-node-no-leases', 'leases_bank'),
+      without('bank-node-no-rm-leases', '_rm_leases'),
     );
     const config = join(dir, 'nats.conf');
     await writeFile(
@@ -322,5 +348,58 @@ describe('least privilege on NATS', () => {
     expect((await noInbox.exited).code).toBe(2);
     expect(noInbox.stderr()).toContain('PERMISSION_DENIED');
     expect(noInbox.stderr()).toContain('--inbox-prefix');
+  });
+
+  it('a node whose user may not use a lease bucket exits 2 with PERMISSION_DENIED naming its subject, not as if JetStream were down', async () => {
+    for (const [user, bucket] of [
+      ['bank-node-no-leases', 'KV_jetactor_leases_bank'],
+      ['bank-node-no-rm-leases', 'KV_jetactor_rm_leases'],
+    ] as const) {
+      const refused = spawnNode([
+        'bank',
+        '--nats',
+        server.url,
+        '--prefix',
+        prefix,
+        '--user',
+        user,
+        '--password',
+        passwords[user],
+        '--inbox-prefix',
+        userInboxPrefix(user),
+      ]);
+      const exit = await refused.exited;
+      expect(exit.code, refused.stderr()).toBe(2);
+      expect(refused.stderr()).toContain('PERMISSION_DENIED');
+      expect(refused.stderr()).toContain(bucket);
+      expect(refused.stderr()).toContain('jetactor permissions');
+      expect(refused.stderr()).not.toContain('did not answer');
+    }
+  });
+
+  it('the lease APIs reject a user without the bucket with PERMISSION_DENIED naming what was refused', async () => {
+    const as = (user: 'bank-node-no-leases' | 'bank-node-no-rm-leases') =>
+      connect({
+        servers: server.url,
+        user,
+        pass: passwords[user],
+        inboxPrefix: userInboxPrefix(user),
+      });
+    const noLeases = await as('bank-node-no-leases');
+    const noRmLeases = await as('bank-node-no-rm-leases');
+    try {
+      const leases = new PartitionLeases({ connection: noLeases, domain: 'bank', prefix });
+      const refused = await rejectionOf(leases.start());
+      expect(refused.code).toBe('PERMISSION_DENIED');
+      expect(refused.message).toContain('lease bucket jetactor_leases_bank');
+      expect(refused.message).toContain('"$JS.API.STREAM.INFO.KV_jetactor_leases_bank"');
+
+      const bucket = await rejectionOf(openLeaseBucket(noRmLeases, prefix, 5_000, silentLogger));
+      expect(bucket.code).toBe('PERMISSION_DENIED');
+      expect(bucket.message).toContain('the lease bucket jetactor_rm_leases');
+    } finally {
+      await noLeases.close();
+      await noRmLeases.close();
+    }
   });
 });
