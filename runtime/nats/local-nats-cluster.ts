@@ -48,6 +48,8 @@ const optionsSchema = z.strictObject({
   logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null).optional(),
 });
 
+type ResolvedClusterOptions = Readonly<z.infer<typeof optionsSchema>>;
+
 /**
  * A JetStream cluster of {@link LocalNatsServer}s on one machine: each member has its own client,
  * monitoring and route ports, store and name; all share a cluster name and route to each other.
@@ -102,28 +104,21 @@ export class LocalNatsCluster {
     }
     const config = Object.freeze(parsed.data);
     const name = config.name ?? `jetactor-${randomBytes(3).toString('hex')}`;
-    const routePorts = await freePorts(config.size, config.host);
-    const dir = await mkdtemp(join(tmpdir(), 'jetactor-nats-cluster-'));
-    const keepDir = removeDirOnExit(dir);
-    const routes = routePorts.map((port) => `nats-route://${config.host}:${port}`);
-    const started = await Promise.allSettled(
-      routePorts.map((port, i) =>
-        LocalNatsServer.start({
-          ...(config.binary === undefined ? {} : { binary: config.binary }),
-          ...(config.config === undefined ? {} : { config: config.config }),
-          ...(config.logger === undefined ? {} : { logger: config.logger }),
-          host: config.host,
-          dir: join(dir, `n${i + 1}`),
-          serverName: `${name}-${i + 1}`,
-          cluster: { name, port, routes: routes.filter((_, j) => j !== i) },
-          startTimeoutMs: config.startTimeoutMs,
-          stopTimeoutMs: config.stopTimeoutMs,
-        }),
-      ),
-    );
-    const servers = started.flatMap((result) =>
-      result.status === 'fulfilled' ? [result.value] : [],
-    );
+    // The route ports are found free, then released for the servers to bind; meanwhile another
+    // listener (even a member's own monitoring port, chosen by the system) may take one. Start
+    // again on other ports when that happens.
+    let attempt = await startMembers(config, name);
+    for (let tries = 1; tries < 3 && attempt.portTaken; tries++) {
+      await new LocalNatsCluster(
+        name,
+        attempt.servers,
+        attempt.dir,
+        config.readyTimeoutMs,
+        attempt.keepDir,
+      ).cleanup();
+      attempt = await startMembers(config, name);
+    }
+    const { started, servers, dir, keepDir } = attempt;
     const cluster = new LocalNatsCluster(name, servers, dir, config.readyTimeoutMs, keepDir);
     const failed = started.find((result) => result.status === 'rejected');
     if (failed !== undefined) {
@@ -232,6 +227,39 @@ async function metaLeader(server: LocalNatsServer): Promise<string | undefined> 
   } catch {
     return undefined;
   }
+}
+
+/** Starts the members of a cluster on fresh route ports, each in its own directory under one. */
+async function startMembers(config: ResolvedClusterOptions, name: string) {
+  const routePorts = await freePorts(config.size, config.host);
+  const dir = await mkdtemp(join(tmpdir(), 'jetactor-nats-cluster-'));
+  const keepDir = removeDirOnExit(dir);
+  const routes = routePorts.map((port) => `nats-route://${config.host}:${port}`);
+  const started = await Promise.allSettled(
+    routePorts.map((port, i) =>
+      LocalNatsServer.start({
+        ...(config.binary === undefined ? {} : { binary: config.binary }),
+        ...(config.config === undefined ? {} : { config: config.config }),
+        ...(config.logger === undefined ? {} : { logger: config.logger }),
+        host: config.host,
+        dir: join(dir, `n${i + 1}`),
+        serverName: `${name}-${i + 1}`,
+        cluster: { name, port, routes: routes.filter((_, j) => j !== i) },
+        startTimeoutMs: config.startTimeoutMs,
+        stopTimeoutMs: config.stopTimeoutMs,
+      }),
+    ),
+  );
+  return {
+    started,
+    dir,
+    keepDir,
+    servers: started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : [])),
+    portTaken: started.some(
+      (result) =>
+        result.status === 'rejected' && /address already in use/.test(describeError(result.reason)),
+    ),
+  };
 }
 
 /** Distinct free ports, found by binding port 0 (all held open together, then released). */
