@@ -123,6 +123,7 @@ export class AggregateActor {
    */
   #replayedCommands = new Map<string, number>();
   #idleWaiters: (() => void)[] = [];
+  /** Version of the last snapshot taken, restored, or tried (a failed save waits as long). */
   #snapshotVersion = 0;
   #snapshotting = false;
   readonly #deps: AggregateActorDeps;
@@ -693,6 +694,9 @@ export class AggregateActor {
         this.#snapshotVersion = Math.max(this.#snapshotVersion, version);
       })
       .catch((error: unknown) => {
+        // Tried again after as many events again, not at once: a snapshot store that is down
+        // would be asked in a loop as fast as it fails.
+        this.#snapshotVersion = Math.max(this.#snapshotVersion, version);
         logger.warn({ stream: label(this.stream), err: error }, 'snapshot not saved');
       })
       .finally(() => {

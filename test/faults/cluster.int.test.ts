@@ -161,6 +161,24 @@ describe('a 3-server JetStream cluster with R1 streams, one server killed at a t
         return { losses, renewFailures, conflicts, owned };
       };
 
+      /** With FAULTS_DEBUG: the nodes' warnings and errors since `since`, how many and when first. */
+      const printNodeWarnings = (since: number) => {
+        if (!process.env.FAULTS_DEBUG) return;
+        const seen = new Map<string, { count: number; firstMs: number }>();
+        for (const n of nodes) {
+          for (const l of n.logs()) {
+            const ms = (l.time as number) - since;
+            if (ms < 0 || (l.level as number) < 40) continue;
+            // The first of each in full: its error and where it came from.
+            if (!seen.has(String(l.msg))) console.info(JSON.stringify(l).slice(0, 1500));
+            const entry = seen.get(String(l.msg)) ?? { count: 0, firstMs: ms };
+            entry.count += 1;
+            seen.set(String(l.msg), entry);
+          }
+        }
+        console.info(JSON.stringify(Object.fromEntries(seen)));
+      };
+
       /**
        * Kills `server` with SIGKILL under load, keeps it down for `downMs`, restarts it on its
        * store and waits until every account was served again.
@@ -191,6 +209,7 @@ describe('a 3-server JetStream cluster with R1 streams, one server killed at a t
               const codes = since.filter((r) => r.account === id).map((r) => r.code ?? '?');
               return `${id}: ${codes.length} replies ${[...new Set(codes)].join('/')}`;
             });
+            printNodeWarnings(killedAt);
             throw new Error(
               `not every account was served again within 20 s after ${server.serverName} (holding ${what.join(', ') || 'nothing'}) restarted: ${got.join('; ')}`,
             );
@@ -217,20 +236,7 @@ describe('a 3-server JetStream cluster with R1 streams, one server killed at a t
             line.push(`${t - killedAt}:${per.join('/')} e${at.filter((r) => !r.ok).length}`);
           }
           console.info(server.serverName, what, line.join('  '));
-          // The nodes' warnings and errors meanwhile: how many of each, and when first.
-          const seen = new Map<string, { count: number; firstMs: number }>();
-          for (const n of nodes) {
-            for (const l of n.logs()) {
-              const ms = (l.time as number) - killedAt;
-              if (ms < 0 || (l.level as number) < 40) continue;
-              // The first of each in full: its error and where it came from.
-              if (!seen.has(String(l.msg))) console.info(JSON.stringify(l).slice(0, 1500));
-              const entry = seen.get(String(l.msg)) ?? { count: 0, firstMs: ms };
-              entry.count += 1;
-              seen.set(String(l.msg), entry);
-            }
-          }
-          console.info(JSON.stringify(Object.fromEntries(seen)));
+          printNodeWarnings(killedAt);
         }
         return {
           server: server.serverName,
