@@ -33,6 +33,12 @@ const initial = 100;
 const leaseMs = 1_000;
 /** How long a killed server stays down: longer than the client timeout (1 s) and the lease. */
 const downMs = 3_000;
+/**
+ * How long after the restart every account must be served again. After the domain stream's
+ * server came back it took 5–17 s on the loaded 2-core machine (19 runs of 2026-12-03), and
+ * longer than 20 s in 3 of them; the others' servers, under 1 s.
+ */
+const servedAgainWithinMs = 30_000;
 
 /**
  * What of the bank domain a server holds, as the leader (R1: the only copy) of each stream: the
@@ -201,7 +207,7 @@ describe('a 3-server JetStream cluster with R1 streams, one server killed at a t
         let afterRestartMs: number | undefined;
         while (afterRestartMs === undefined) {
           afterRestartMs = servedAgain(await clients!.replies(), restartAt, accounts).allAccountsMs;
-          if (Date.now() - restartAt > 20_000) {
+          if (Date.now() - restartAt > servedAgainWithinMs) {
             const since = (await clients!.replies()).filter((r) => r.sentAt >= restartAt);
             const served = new Set(since.filter((r) => r.ok).map((r) => r.account));
             const unserved = accounts.filter((id) => !served.has(id));
@@ -211,7 +217,7 @@ describe('a 3-server JetStream cluster with R1 streams, one server killed at a t
             });
             printNodeWarnings(killedAt);
             throw new Error(
-              `not every account was served again within 20 s after ${server.serverName} (holding ${what.join(', ') || 'nothing'}) restarted: ${got.join('; ')}`,
+              `not every account was served again within ${servedAgainWithinMs} ms after ${server.serverName} (holding ${what.join(', ') || 'nothing'}) restarted: ${got.join('; ')}`,
             );
           }
           await sleep(50);
@@ -336,6 +342,6 @@ describe('a 3-server JetStream cluster with R1 streams, one server killed at a t
       client.close();
       await Promise.all(nodes.map((node) => node.stop()));
     },
-    90_000 * chaosScale,
+    120_000 * chaosScale,
   );
 });
