@@ -144,7 +144,7 @@ describe('every options object of the public API', () => {
       () => new KvSnapshotStore({ connection: nc, prefx: 'shop' } as never),
     );
     expect(snapshots.message).toBe(
-      'Snapshot store: unknown option "prefx"; the known ones are connection, prefix, replicas, codec.',
+      'Snapshot store: unknown option "prefx"; the known ones are connection, prefix, replicas, codec, timeoutMs, retryAfterMs, clock.',
     );
     const reactor = await errorOf(() =>
       defineReactor({
