@@ -129,12 +129,31 @@ export class KvLease {
     if (this.#held) {
       try {
         this.#revision = await kv.update(key, value, this.#revision);
-        if (this.#stopped || !this.#held) return;
-        this.#extend(sentAt + leaseMs);
+        if (this.#stopped) return;
+        const until = sentAt + leaseMs;
+        if (this.#held && clock.now() < this.#validUntil) {
+          this.#extend(until);
+        } else {
+          // The lease ran out here while the write was on its way: its expiry timer fired and
+          // told what it guards to stop, or has not fired yet (timers ran late) and `held` read
+          // false meanwhile, so what it guards may have stopped pulling or acknowledging without
+          // being told. Either way that term ends, and as the write succeeded at the expected
+          // revision (no one else held it in between), another starts while it is still valid.
+          if (this.#held) this.#lose('expired');
+          if (clock.now() < until) {
+            this.#held = true;
+            this.#extend(until);
+            this.#options.logger.info({ lease: key, owner }, `${kind} lease acquired`);
+            this.#options.onAcquired();
+          }
+        }
       } catch (error) {
-        if (this.#stopped || !this.#held) return;
-        this.#options.logger.warn({ err: error, lease: key }, `${kind} lease renewal refused`);
-        this.#lose('refused');
+        if (this.#stopped) return;
+        // Lost meanwhile (its expiry timer fired): nothing more to stop, try for it again below.
+        if (this.#held) {
+          this.#options.logger.warn({ err: error, lease: key }, `${kind} lease renewal refused`);
+          this.#lose('refused');
+        }
       }
     } else {
       try {
