@@ -556,6 +556,7 @@ export class JetStreamEventStore implements EventStore {
     let messages: ConsumerMessages | undefined;
     let consumer: Consumer | undefined;
     let reached = from - 1;
+    let watchdog: TimerHandle | undefined;
     try {
       consumer = await this.#js.consumers.get(name, {
         filter_subjects: subject,
@@ -563,31 +564,50 @@ export class JetStreamEventStore implements EventStore {
         opt_start_seq: from,
       });
       messages = await consumer.consume({ max_messages: 1024, expires: READ_PULL_EXPIRES_MS });
-      const iterator = messages[Symbol.asyncIterator]();
-      while (reached < until) {
-        const next = await this.#within(iterator.next(), idleMs);
-        if (next === undefined) {
-          throw new InfrastructureError(
-            'STORE_UNAVAILABLE',
-            `JetStream sent no commit of ${subject} for ${idleMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
-            { details: { subject, sequence: reached, until, timeoutMs: idleMs } },
-          );
-        }
-        if (next.done === true) {
-          throw new InfrastructureError(
-            'STORE_UNAVAILABLE',
-            `The read of ${subject} ended after sequence ${reached}, before sequence ${until}; the consumer was closed. The command can be sent again.`,
-            { details: { subject, sequence: reached, until } },
-          );
-        }
-        const msg = next.value;
+      // A watchdog rather than a timer per message: reads stream 100k commits a second.
+      const open = messages;
+      let waitingSince: number | undefined = this.#clock.now();
+      let stalled = false;
+      const watch = (): void => {
+        watchdog = this.#clock.setTimeout(
+          () => {
+            if (waitingSince !== undefined && this.#clock.now() - waitingSince >= idleMs) {
+              stalled = true;
+              void open.close();
+              return;
+            }
+            watch();
+          },
+          Math.max(10, Math.floor(idleMs / 4)),
+        );
+      };
+      watch();
+      for await (const msg of open) {
+        waitingSince = undefined;
         reached = msg.seq;
         yield decodeEnvelope(this.#codec, stream, { subject, sequence: msg.seq }, msg.data).commit;
+        if (reached >= until) break;
+        waitingSince = this.#clock.now();
+      }
+      if (reached < until && stalled) {
+        throw new InfrastructureError(
+          'STORE_UNAVAILABLE',
+          `JetStream sent no commit of ${subject} for ${idleMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
+          { details: { subject, sequence: reached, until, timeoutMs: idleMs } },
+        );
+      }
+      if (reached < until) {
+        throw new InfrastructureError(
+          'STORE_UNAVAILABLE',
+          `The read of ${subject} ended after sequence ${reached}, before sequence ${until}; the consumer was closed. The command can be sent again.`,
+          { details: { subject, sequence: reached, until } },
+        );
       }
     } catch (error) {
       if (error instanceof JetactorError) throw error;
       throw unavailable(`reading ${subject}`, error);
     } finally {
+      if (watchdog !== undefined) this.#clock.clearTimeout(watchdog);
       if (messages !== undefined) await this.#within(messages.close(), ackTimeoutMs);
       if (consumer !== undefined) {
         await this.#within(
