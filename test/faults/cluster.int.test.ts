@@ -34,9 +34,9 @@ const leaseMs = 1_000;
 /** How long a killed server stays down: longer than the client timeout (1 s) and the lease. */
 const downMs = 3_000;
 /**
- * How long after the restart every account must be served again. After the domain stream's
- * server came back it took 5–17 s on the loaded 2-core machine (19 runs of 2026-12-03), and
- * longer than 20 s in 3 of them; the others' servers, under 1 s.
+ * How long after the restart every account must be served again: 3.7–5.4 s after the domain
+ * stream's server came back in the last runs (2026-12-03), up to 23.5 s while reads were slower;
+ * the others' servers, under 1 s.
  */
 const servedAgainWithinMs = 30_000;
 
