@@ -36,7 +36,11 @@ import {
 } from '../nats/subjects.js';
 import { EncodedHeaders } from '../nats/encoded-headers.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
-import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
+import {
+  isPermissionViolation,
+  jetstreamUnavailable,
+  permissionDenied,
+} from '../nats/permission-denied.js';
 import { compareVersions } from '../nats/server-version.js';
 import { decodeEnvelope, encodeEnvelope } from './commit-envelope.js';
 import type {
@@ -343,7 +347,8 @@ export class JetStreamEventStore implements EventStore {
     try {
       info = await this.#jsm.streams.info(wanted.name);
     } catch (error) {
-      if (!isStreamNotFound(error)) throw unavailable(`reading stream ${wanted.name}`, error);
+      if (!isStreamNotFound(error))
+        throw unavailableForCommands(`reading stream ${wanted.name}`, error);
     }
     if (info === undefined) {
       try {
@@ -354,7 +359,7 @@ export class JetStreamEventStore implements EventStore {
         try {
           info = await this.#jsm.streams.info(wanted.name);
         } catch {
-          throw unavailable(`creating stream ${wanted.name}`, error);
+          throw unavailableForCommands(`creating stream ${wanted.name}`, error);
         }
       }
     }
@@ -440,11 +445,11 @@ export class JetStreamEventStore implements EventStore {
       try {
         ack = JSON.parse(utf8.decode(msg.data)) as PubAckJSON;
       } catch (error) {
-        throw unavailable(`reading the acknowledgement for ${subject}`, error);
+        throw unavailableForCommands(`reading the acknowledgement for ${subject}`, error);
       }
       if (ack.error !== undefined) throw this.#appendError(request, subject, ack.error);
       if (typeof ack.seq !== 'number') {
-        throw unavailable(
+        throw unavailableForCommands(
           `reading the acknowledgement for ${subject}`,
           new Error(JSON.stringify(ack)),
         );
@@ -605,7 +610,7 @@ export class JetStreamEventStore implements EventStore {
       }
     } catch (error) {
       if (error instanceof JetactorError) throw error;
-      throw unavailable(`reading ${subject}`, error);
+      throw unavailableForCommands(`reading ${subject}`, error);
     } finally {
       if (watchdog !== undefined) this.#clock.clearTimeout(watchdog);
       if (messages !== undefined) await this.#within(messages.close(), ackTimeoutMs);
@@ -651,11 +656,11 @@ export class JetStreamEventStore implements EventStore {
               JSON.stringify({ seq: query.sequence }),
             );
     } catch (error) {
-      throw unavailable(`reading ${what}`, error);
+      throw unavailableForCommands(`reading ${what}`, error);
     }
     if (reply.headers?.hasError) {
       if (reply.headers.code === 404) return undefined;
-      throw unavailable(
+      throw unavailableForCommands(
         `reading ${what}`,
         new Error(`${reply.headers.code} ${reply.headers.description}`),
       );
@@ -663,7 +668,10 @@ export class JetStreamEventStore implements EventStore {
     const sequence = Number(reply.headers?.get('Nats-Sequence'));
     const subject = reply.headers?.get('Nats-Subject') ?? '';
     if (!Number.isSafeInteger(sequence) || sequence <= 0 || subject === '') {
-      throw unavailable(`reading ${what}`, new Error('direct get reply without its headers'));
+      throw unavailableForCommands(
+        `reading ${what}`,
+        new Error('direct get reply without its headers'),
+      );
     }
     return { subject, sequence, data: reply.data };
   }
@@ -780,16 +788,6 @@ function isStreamNotFound(error: unknown): boolean {
   return code === 10059 || /stream not found/i.test(describeError(error));
 }
 
-function unavailable(what: string, error: unknown): JetactorError {
-  if (error instanceof JetactorError) return error;
-  if (isPermissionViolation(error)) return permissionDenied(error, what);
-  return new InfrastructureError(
-    'STORE_UNAVAILABLE',
-    `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream; the command can be sent again.`,
-    { cause: error },
-  );
-}
-
 function failing(error: Error): AsyncIterable<Commit> {
   return {
     [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(error) }),
@@ -798,4 +796,13 @@ function failing(error: Error): AsyncIterable<Commit> {
 
 function label(stream: StreamRef): string {
   return `${stream.aggregate} "${stream.id}"`;
+}
+
+/** {@link jetstreamUnavailable} for the store's reads and writes: the command can be sent again. */
+function unavailableForCommands(what: string, error: unknown): JetactorError {
+  return jetstreamUnavailable(
+    what,
+    error,
+    'Check that nats-server is up with JetStream; the command can be sent again.',
+  );
 }

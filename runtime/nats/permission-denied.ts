@@ -1,5 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ConfigError } from '../errors.js';
+import { ConfigError, InfrastructureError, JetactorError, describeError } from '../errors.js';
 
 /** What nats.js reports when the server refuses a publish or a subscription (`-ERR 'Permissions Violation …'`). */
 export interface PermissionViolation extends Error {
@@ -68,4 +68,23 @@ export function inboxPrefixOf(connection: NatsConnection | undefined): string {
   const options = (connection as { options?: { inboxPrefix?: unknown } } | undefined)?.options;
   const prefix = options?.inboxPrefix;
   return typeof prefix === 'string' && prefix !== '' ? prefix : '_INBOX';
+}
+
+/**
+ * What a failed JetStream request becomes: a runtime error as it is, a refused permission as
+ * `PERMISSION_DENIED`, anything else as the retryable `STORE_UNAVAILABLE`. `doing` says what was
+ * attempted; `then` ends the message (default: check the server).
+ */
+export function jetstreamUnavailable(
+  doing: string,
+  error: unknown,
+  then = 'Check that nats-server is up with JetStream.',
+): JetactorError {
+  if (error instanceof JetactorError) return error;
+  if (isPermissionViolation(error)) return permissionDenied(error, doing);
+  return new InfrastructureError(
+    'STORE_UNAVAILABLE',
+    `JetStream did not answer while ${doing}: ${describeError(error)}. ${then}`,
+    { cause: error },
+  );
 }

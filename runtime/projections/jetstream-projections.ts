@@ -19,12 +19,11 @@ import type { AnyProjectionDefinition } from '../domain/define-projection.js';
 import {
   ConfigError,
   InfrastructureError,
-  JetactorError,
   describeError,
   isJetactorError,
   type ErrorJSON,
 } from '../errors.js';
-import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
+import { jetstreamUnavailable } from '../nats/permission-denied.js';
 import { decodeEnvelope } from '../event-store/commit-envelope.js';
 import { KvLease, openLeaseBucket } from '../nats/kv-lease.js';
 import type { Commit } from '../event-store/event-store.js';
@@ -264,7 +263,10 @@ export class JetStreamProjections extends ProjectionHostBase {
         seq: deadLetter.sequence,
       });
     } catch (error) {
-      throw unavailable(`reading sequence ${deadLetter.sequence} of ${domain.name}`, error);
+      throw jetstreamUnavailable(
+        `reading sequence ${deadLetter.sequence} of ${domain.name}`,
+        error,
+      );
     }
     const stream = parseEventSubject(this.#store.prefix, deadLetter.subject);
     if (stored === null || stored.subject !== deadLetter.subject || stream === undefined) {
@@ -511,7 +513,7 @@ class ConsumerSource {
       await jsm.consumers.delete(stream, consumer);
     } catch (error) {
       if (!/consumer not found/i.test(describeError(error))) {
-        throw unavailable(`deleting consumer ${consumer}`, error);
+        throw jetstreamUnavailable(`deleting consumer ${consumer}`, error);
       }
     }
     try {
@@ -541,7 +543,7 @@ class ConsumerSource {
     try {
       return await this.#host.jetstream.js.consumers.get(stream, consumer);
     } catch (error) {
-      throw unavailable(`opening consumer ${consumer}`, error);
+      throw jetstreamUnavailable(`opening consumer ${consumer}`, error);
     }
   }
 
@@ -638,14 +640,4 @@ function toError(error: unknown): ErrorJSON {
     : new InfrastructureError('PROJECTION_HANDLER_FAILED', describeError(error), {
         cause: error,
       }).toJSON();
-}
-
-function unavailable(what: string, error: unknown): JetactorError {
-  if (error instanceof JetactorError) return error;
-  if (isPermissionViolation(error)) return permissionDenied(error, what);
-  return new InfrastructureError(
-    'STORE_UNAVAILABLE',
-    `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream.`,
-    { cause: error },
-  );
 }

@@ -24,7 +24,7 @@ import {
   describeError,
   isJetactorError,
 } from '../errors.js';
-import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
+import { jetstreamUnavailable } from '../nats/permission-denied.js';
 import { decodeEnvelope } from '../event-store/commit-envelope.js';
 import { createClient, type JetactorClient } from '../messaging/client.js';
 import type { Commit } from '../event-store/event-store.js';
@@ -236,7 +236,7 @@ export class JetStreamReactors extends ReactorHostBase {
     try {
       this.#jsm = await jetstreamManager(this.#nc);
     } catch (error) {
-      throw unavailable('opening JetStream for the reactors', error);
+      throw jetstreamUnavailable('opening JetStream for the reactors', error);
     }
     await this.#store.ensureDomains([...new Set(active.map((d) => d.domain.name))]);
     await this.#dlq.ensure();
@@ -324,7 +324,10 @@ export class JetStreamReactors extends ReactorHostBase {
         seq: deadLetter.sequence,
       });
     } catch (error) {
-      throw unavailable(`reading sequence ${deadLetter.sequence} of ${domain.name}`, error);
+      throw jetstreamUnavailable(
+        `reading sequence ${deadLetter.sequence} of ${domain.name}`,
+        error,
+      );
     }
     if (stored === null || stored.subject !== deadLetter.subject) {
       throw new InfrastructureError(
@@ -500,7 +503,7 @@ export class JetStreamReactors extends ReactorHostBase {
       try {
         info = await this.#jsm!.consumers.info(stream, name);
       } catch (error) {
-        throw unavailable(`reading consumer ${name}`, error);
+        throw jetstreamUnavailable(`reading consumer ${name}`, error);
       }
     }
     term.pending = info.num_pending + info.num_ack_pending;
@@ -571,7 +574,7 @@ export class JetStreamReactors extends ReactorHostBase {
     try {
       consumer = await this.#js.consumers.get(term.stream, term.consumer);
     } catch (error) {
-      throw unavailable(`opening consumer ${term.consumer}`, error);
+      throw jetstreamUnavailable(`opening consumer ${term.consumer}`, error);
     }
     const batch = Math.min(this.#options.maxAckPending, 256);
     term.loop = (async () => {
@@ -758,14 +761,4 @@ function settle(msg: JsMsg, how: 'ack' | 'nak' | 'working'): void {
   } catch {
     // The connection is gone: the server redelivers after ack_wait.
   }
-}
-
-function unavailable(what: string, error: unknown): JetactorError {
-  if (error instanceof JetactorError) return error;
-  if (isPermissionViolation(error)) return permissionDenied(error, what);
-  return new InfrastructureError(
-    'STORE_UNAVAILABLE',
-    `JetStream did not answer while ${what}: ${describeError(error)}. Check that nats-server is up with JetStream.`,
-    { cause: error },
-  );
 }
