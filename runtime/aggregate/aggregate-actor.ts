@@ -22,6 +22,13 @@ import {
 } from './aggregate-lifecycle.js';
 import type { Command, CommandResult } from './command.js';
 
+/**
+ * How many of its remembered commands an actor keeps the full result of (events and response),
+ * so that a prompt resend is answered without a read; the others are known by id and position
+ * (about 100 bytes each instead of about 600).
+ */
+const RESULTS_KEPT = 4;
+
 /** Tuning of aggregate actors. */
 export interface AggregateActorOptions {
   /** Most commands decided into one commit (group commit). */
@@ -114,14 +121,16 @@ export class AggregateActor {
   #ready: Promise<void> | undefined;
   /** True once the replay that {@link start} began has ended (well or not). */
   #replayed = false;
-  #recent = new Map<string, CommandResult>();
   /**
-   * Commands known by id and the position of their commit only, least recent first: remembered by
-   * the snapshot the actor started from, or read by a replay or catch-up. Their results (events
-   * and response) are read back from that commit when one is sent again, so an actor does not
-   * keep the events of every replayed commit.
+   * The last `recentCommands` commands that stored events, by id, with the position of their
+   * commit, least recent first: the actor's own, those its snapshot remembered, and those a
+   * replay or catch-up read. A command sent again is answered with its first result, which
+   * {@link AggregateActor.#results} holds for the newest few; the others' are read back from their
+   * commit, so an actor does not keep the events of every command it remembers.
    */
-  #replayedCommands = new Map<string, number>();
+  #known = new Map<string, number>();
+  /** Full results of the newest {@link RESULTS_KEPT} commands of {@link #known}, least recent first. */
+  #results = new Map<string, CommandResult>();
   #idleWaiters: (() => void)[] = [];
   /** Version of the last snapshot taken, restored, or tried (a failed save waits as long). */
   #snapshotVersion = 0;
@@ -280,14 +289,16 @@ export class AggregateActor {
     const { options } = this.#deps;
     let checks = 0;
     let batch = taken;
+    // First results read back from their commits, for commands sent again.
+    const recalled = new Map<string, CommandResult>();
     for (;;) {
       // Commands whose sender stopped waiting are not started (see CommandOptions.timeoutMs).
       batch = this.#dropExpired(batch);
       if (batch.length === 0) return;
       // Commands known only by id (replayed, or caught up after a conflict) are answered with
       // their first result: read it back before deciding.
-      if (this.#replayedCommands.size > 0 && this.#mustRecall(batch)) {
-        const unread = await this.#recallReplayed(batch);
+      if (this.#known.size > this.#results.size && this.#mustRecall(batch, recalled)) {
+        const unread = await this.#recallKnown(batch, recalled);
         if (unread !== undefined) {
           // Stored once already: deciding it again could refuse it, or apply it twice.
           this.#rejectAll(
@@ -300,7 +311,7 @@ export class AggregateActor {
           return;
         }
       }
-      const decided = this.#decideBatch(batch);
+      const decided = this.#decideBatch(batch, recalled);
       if (decided.events.length === 0) {
         // Nothing to store, so no expected-sequence check confirms the state these answers were
         // decided on (a refusal, a read such as a status): another node may have appended since.
@@ -369,7 +380,7 @@ export class AggregateActor {
         return;
       }
       this.#transition('REPLAYED');
-      if (duplicate) await this.#recall(duplicateAt, decided.records);
+      if (duplicate) await this.#recall(duplicateAt, decided.records, recalled);
       const conflict = duplicate || isConflictError(error);
       if (!conflict) {
         this.#rejectAll(batch, storeFailed(this.stream, error));
@@ -425,7 +436,7 @@ export class AggregateActor {
     return kept ?? batch;
   }
 
-  #decideBatch(batch: Envelope[]): Decided {
+  #decideBatch(batch: Envelope[], recalled: ReadonlyMap<string, CommandResult>): Decided {
     const { definition, clock } = this.#deps;
     const events: StoredEvent[] = [];
     const records: CommandRecord[] = [];
@@ -436,7 +447,7 @@ export class AggregateActor {
     const timestamp = clock.now();
     let version = this.#version;
     for (const { command } of batch) {
-      const recent = this.#recent.get(command.id);
+      const recent = this.#results.get(command.id) ?? recalled.get(command.id);
       if (recent !== undefined) {
         outcomes.push({ ok: true, result: { ...recent, duplicate: true } });
         continue;
@@ -647,7 +658,8 @@ export class AggregateActor {
       this.#version = snapshot.version;
       this.#position = snapshot.position;
       this.#snapshotVersion = snapshot.version;
-      this.#replayedCommands = new Map(
+      this.#results.clear();
+      this.#known = new Map(
         (Array.isArray(snapshot.commands) ? snapshot.commands : []).filter(
           (entry): entry is [string, number] =>
             Array.isArray(entry) &&
@@ -675,17 +687,12 @@ export class AggregateActor {
       return;
     }
     const version = this.#version;
-    const commands = new Map(this.#replayedCommands);
-    for (const result of this.#recent.values()) {
-      commands.delete(result.commandId);
-      commands.set(result.commandId, result.position);
-    }
     const snapshot = {
       fingerprint: definition.fingerprint,
       version,
       position: this.#position,
       state: definition.machine.getPersistedSnapshot(this.#confirmed),
-      commands: [...commands].slice(-options.recentCommands),
+      commands: [...this.#known],
     };
     this.#snapshotting = true;
     snapshots
@@ -713,14 +720,20 @@ export class AggregateActor {
    * only, so the store alone cannot catch a resend of one of them.) Returns the id of a command
    * whose commit could not be read, if any.
    */
-  async #recallReplayed(batch: readonly Envelope[]): Promise<string | undefined> {
-    if (this.#replayedCommands.size === 0) return undefined;
+  async #recallKnown(
+    batch: readonly Envelope[],
+    recalled: Map<string, CommandResult>,
+  ): Promise<string | undefined> {
+    // Reading back one command's commit may push the others' results out of #results.
     for (const { command } of batch) {
-      const position = this.#replayedCommands.get(command.id);
-      if (position === undefined || this.#recent.has(command.id)) continue;
-      await this.#recall(position, [{ id: command.id }]);
-      if (!this.#recent.has(command.id)) return command.id;
-      this.#replayedCommands.delete(command.id);
+      const result = this.#results.get(command.id);
+      if (result !== undefined) recalled.set(command.id, result);
+    }
+    for (const { command } of batch) {
+      const position = this.#known.get(command.id);
+      if (position === undefined || recalled.has(command.id)) continue;
+      await this.#recall(position, [{ id: command.id }], recalled);
+      if (!recalled.has(command.id)) return command.id;
     }
     return undefined;
   }
@@ -728,10 +741,21 @@ export class AggregateActor {
   /**
    * The store said a commit was a duplicate of one stored at `position`. When its commands are
    * not remembered (replayed from a snapshot, or forgotten), reads that commit to learn their
-   * results, so they are answered as duplicates instead of being decided again.
+   * results into `recalled`, so they are answered as duplicates instead of being decided again.
    */
-  async #recall(position: number, records: readonly CommandRecord[]): Promise<void> {
-    if (position <= 0 || records.every((record) => this.#recent.has(record.id))) return;
+  async #recall(
+    position: number,
+    records: readonly CommandRecord[],
+    recalled: Map<string, CommandResult>,
+  ): Promise<void> {
+    if (position <= 0) return;
+    let missing = false;
+    for (const { id } of records) {
+      const result = this.#results.get(id);
+      if (result !== undefined) recalled.set(id, result);
+      else if (!recalled.has(id)) missing = true;
+    }
+    if (!missing) return;
     try {
       for await (const commit of this.#deps.store.read(this.stream, position - 1)) {
         if (commit.position === position) {
@@ -743,7 +767,11 @@ export class AggregateActor {
             if (list) list.push(read.event);
             else byCommand.set(read.event.meta.commandId, [read.event]);
           }
-          this.#remember(this.#outcomesOf(commit.commands, byCommand, commit.position));
+          const outcomes = this.#outcomesOf(commit.commands, byCommand, commit.position);
+          for (const outcome of outcomes) {
+            if (outcome.ok) recalled.set(outcome.result.commandId, outcome.result);
+          }
+          this.#remember(outcomes);
         }
         return;
       }
@@ -816,38 +844,32 @@ export class AggregateActor {
   /** Remembers the commands of a replayed commit by id and position (results read on demand). */
   #rememberReplayed(records: readonly CommandRecord[], position: number): void {
     for (const record of records) {
-      if (this.#recent.has(record.id)) continue; // its full result is known already
-      this.#replayedCommands.delete(record.id);
-      this.#replayedCommands.set(record.id, position);
+      if (this.#results.has(record.id)) continue; // its full result is known already
+      this.#known.delete(record.id);
+      this.#known.set(record.id, position);
     }
     this.#forgetOldest();
   }
 
-  /**
-   * Keeps the `recentCommands` newest commands known, in both maps together: the one whose
-   * commit is oldest goes first. (Forgetting those known by id first lost the commands a catch-up
-   * had just read, the newest of all, as soon as the actor's own ones filled the limit: a resend
-   * of one was then decided again and stored twice.)
-   */
+  /** Keeps the `recentCommands` newest commands known, and the full results of the newest few. */
   #forgetOldest(): void {
     const limit = this.#deps.options.recentCommands;
-    while (this.#recent.size + this.#replayedCommands.size > limit) {
-      const mine = this.#recent.entries().next().value;
-      const read = this.#replayedCommands.entries().next().value;
-      if (read !== undefined && (mine === undefined || read[1] <= mine[1].position)) {
-        this.#replayedCommands.delete(read[0]);
-      } else if (mine !== undefined) {
-        this.#recent.delete(mine[0]);
-      } else {
-        break;
-      }
+    while (this.#known.size > limit) {
+      const oldest = this.#known.keys().next().value as string;
+      this.#known.delete(oldest);
+      this.#results.delete(oldest);
+    }
+    const kept = Math.min(limit, RESULTS_KEPT);
+    while (this.#results.size > kept) {
+      this.#results.delete(this.#results.keys().next().value as string);
     }
   }
 
   /** True when a command of the batch is known only by id: its result must be read back first. */
-  #mustRecall(batch: readonly Envelope[]): boolean {
+  #mustRecall(batch: readonly Envelope[], recalled: ReadonlyMap<string, CommandResult>): boolean {
     for (const { command } of batch) {
-      if (this.#replayedCommands.has(command.id) && !this.#recent.has(command.id)) return true;
+      const { id } = command;
+      if (this.#known.has(id) && !this.#results.has(id) && !recalled.has(id)) return true;
     }
     return false;
   }
@@ -877,9 +899,11 @@ export class AggregateActor {
   #remember(outcomes: Outcome[]): void {
     for (const outcome of outcomes) {
       if (!outcome.ok || outcome.result.duplicate || outcome.result.events.length === 0) continue;
-      this.#recent.delete(outcome.result.commandId);
-      this.#replayedCommands.delete(outcome.result.commandId);
-      this.#recent.set(outcome.result.commandId, outcome.result);
+      const id = outcome.result.commandId;
+      this.#known.delete(id);
+      this.#known.set(id, outcome.result.position);
+      this.#results.delete(id);
+      this.#results.set(id, outcome.result);
     }
     this.#forgetOldest();
   }
