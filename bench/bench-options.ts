@@ -18,6 +18,7 @@ export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 /** Contenders `--contender` can choose, as they are named on the command line. */
 export const CONTENDER_KEYS = [
   'limit',
+  'request-limit',
   'hand-written',
   'emmett',
   'in-process',

@@ -8,10 +8,12 @@ import { HandWrittenContender } from './hand-written.js';
 import { JetactorEndToEndContender, endToEndAvailability } from './jetactor-end-to-end.js';
 import { JetactorInProcessContender } from './jetactor-in-process.js';
 import { LimitContender } from './limit.js';
+import { RequestLimitContender } from './request-limit.js';
 
 /** The names contenders have in the table. */
 export const contenderNames = Object.freeze({
   limit: 'limit R (raw appends)',
+  requestLimit: 'request limit (raw request, append, reply)',
   handWritten: 'hand-written',
   emmett: 'Emmett + PostgreSQL',
   inProcess: 'jetactor in-process',
@@ -69,6 +71,11 @@ export async function startContenders(
   };
   if (wanted('limit', choice.limit))
     await attempt(names.limit, () => LimitContender.start(names.limit, context.payloadSize));
+  if (wanted('request-limit', choice.requestLimit)) {
+    await attempt(names.requestLimit, () =>
+      RequestLimitContender.start(names.requestLimit, context.payloadSize),
+    );
+  }
   if (wanted('hand-written', choice.handWritten)) {
     await attempt(names.handWritten, () =>
       HandWrittenContender.start(names.handWritten, context.payloadSize),

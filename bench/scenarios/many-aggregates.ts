@@ -18,6 +18,7 @@ export const manyAggregates: Scenario = {
     const ids = accountIds('acc', accounts);
     const started = await startContenders(context, NAME, {
       limit: true,
+      requestLimit: true,
       handWritten: true,
       emmett: true,
       inProcess: true,
@@ -45,11 +46,16 @@ export const manyAggregates: Scenario = {
       if (R !== undefined) context.setLimit(R);
       const value = (name: string): number | undefined => rows.get(name)?.value;
       const hand = value(started.names.handWritten);
+      const requestLimit = value(started.names.requestLimit);
       const emmett = value(started.names.emmett);
       for (const [name, row] of rows) {
         if (R !== undefined && row.value !== undefined) row.ratioToR = row.value / R;
         if (row.value !== undefined) context.maxThroughput.set(name, row.value);
         if (name === started.names.limit) row.note = 'R: the limit every ratio refers to';
+        if (name === started.names.requestLimit) {
+          row.note =
+            "the bound of end-to-end: this process sends raw NATS requests, a responder process makes the limit's acknowledged append and replies (the same 4 messages per command and 3 processes as jetactor end-to-end, no work of their own)";
+        }
         if (name === started.names.emmett) {
           row.note =
             'PostgreSQL 15 on this machine; Emmett defaults (node-postgres pool of 10 connections), retry on version conflict';
@@ -71,6 +77,9 @@ export const manyAggregates: Scenario = {
       }
       const e2e = rows.get(started.names.endToEnd);
       if (e2e !== undefined) {
+        if (requestLimit !== undefined && e2e.value !== undefined) {
+          e2e.note = `${(e2e.value / requestLimit).toFixed(2)}× the request limit`;
+        }
         e2e.checks.push(
           ratioOfR(0.4, e2e.value, R),
           timesOf(2, 'hand-written', e2e.value, hand),

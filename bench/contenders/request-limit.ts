@@ -1,0 +1,131 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import {
+  benchProcesses,
+  createRawStream,
+  startBenchServer,
+  type BenchServer,
+} from '../bench-server.js';
+import type { BankContender } from '../contender.js';
+import type { WatchedProcess } from '../process-cpu.js';
+
+const responderScript = fileURLToPath(new URL('../request-limit-responder.js', import.meta.url));
+
+/** A deposit's input as the typed client sends it, in JSON: the request body of every command. */
+const requestBody = new TextEncoder().encode(JSON.stringify({ amount: 100 }));
+
+interface Waiting {
+  resolve: (msg: Msg) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * The request limit: what end-to-end costs without jetactor on either side. This process sends
+ * each command as a NATS request (plain `publish()` with a reply subject under one wildcard
+ * subscription, as the limit R appends) to a responder process
+ * (bench/request-limit-responder.ts) that makes the limit's acknowledged append and replies with
+ * its sequence: the same four messages per command as jetactor end-to-end (request, append,
+ * acknowledgement, reply) and the same three processes, with no work of their own.
+ */
+export class RequestLimitContender implements BankContender {
+  readonly name: string;
+  readonly #bench: BenchServer;
+  readonly #nc: NatsConnection;
+  readonly #responder: ChildProcess;
+  readonly #inbox = createInbox();
+  readonly #waiting = new Map<number, Waiting>();
+  #next = 1;
+
+  private constructor(name: string, bench: BenchServer, responder: ChildProcess) {
+    this.name = name;
+    this.#bench = bench;
+    this.#nc = bench.nc;
+    this.#responder = responder;
+    this.#nc.subscribe(`${this.#inbox}.*`, {
+      callback: (error, msg) => {
+        if (error !== null) return;
+        const id = Number(msg.subject.slice(this.#inbox.length + 1));
+        const waiting = this.#waiting.get(id);
+        if (waiting === undefined) return;
+        this.#waiting.delete(id);
+        if (msg.headers?.hasError) {
+          waiting.reject(new Error(`no reply: ${msg.headers.code} ${msg.headers.description}`));
+        } else {
+          waiting.resolve(msg);
+        }
+      },
+    });
+  }
+
+  /** Starts a fresh server with the limit's stream, and the responder process on it. */
+  static async start(name: string, payloadSize: number): Promise<RequestLimitContender> {
+    const bench = await startBenchServer(name);
+    try {
+      await createRawStream(bench.nc, 'limit', 'limit.>');
+      const responder = await startResponder(bench.server.url, payloadSize);
+      return new RequestLimitContender(name, bench, responder);
+    } catch (error) {
+      await bench.close();
+      throw error;
+    }
+  }
+
+  /** Nothing to open: the limit has no domain. */
+  open(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  deposit(id: string): Promise<Msg> {
+    const requestId = this.#next++;
+    return new Promise<Msg>((resolve, reject) => {
+      this.#waiting.set(requestId, { resolve, reject });
+      this.#nc.publish(`rlimit.${id}`, requestBody, { reply: `${this.#inbox}.${requestId}` });
+    });
+  }
+
+  processes(): WatchedProcess[] {
+    const pid = this.#responder.exitCode === null ? this.#responder.pid : undefined;
+    return [...benchProcesses(this.#bench), ...(pid === undefined ? [] : [{ role: 'node', pid }])];
+  }
+
+  async close(): Promise<void> {
+    if (this.#responder.exitCode === null && this.#responder.signalCode === null) {
+      const exited = new Promise((resolve) => this.#responder.once('close', resolve));
+      this.#responder.kill('SIGTERM');
+      const timer = setTimeout(() => this.#responder.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await this.#bench.close();
+  }
+}
+
+/** Spawns the responder and resolves once it says it is subscribed. */
+function startResponder(url: string, payloadSize: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [responderScript, url, String(payloadSize)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  process.once('exit', () => child.kill('SIGKILL'));
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the request limit responder did not start within 30 s: ${output}`));
+    }, 30_000);
+    for (const stream of [child.stdout, child.stderr]) {
+      stream?.setEncoding('utf8');
+      stream?.on('data', (chunk: string) => {
+        output = (output + chunk).slice(-2_000);
+        if (output.includes('ready\n')) {
+          clearTimeout(timer);
+          resolve(child);
+        }
+      });
+    }
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the request limit responder exited (${String(code)}): ${output}`));
+    });
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Child process of the request limit contender ({@link RequestLimitContender}): the leanest
+ * service a command could reach over NATS. It answers each request on `rlimit.<account>` with an
+ * acknowledged append to `limit.<account>` (the two headers and payload size of the limit R, the
+ * last sequence it saw on the subject as the expected one), then replies with the sequence. No
+ * domain, no state, no decoding beyond the acknowledgement.
+ *
+ *   node dist/bench/request-limit-responder.js <nats url> <payload bytes>
+ *
+ * Prints `ready` on stdout once it is subscribed.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { connect, createInbox, type Msg } from '@nats-io/transport-node';
+import { EncodedHeaders } from '../runtime/nats/encoded-headers.js';
+
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
+
+async function main(): Promise<void> {
+  const [url, size] = process.argv.slice(2);
+  const payloadSize = Number(size);
+  if (url === undefined || !Number.isInteger(payloadSize) || payloadSize <= 0) {
+    throw new Error('usage: request-limit-responder.js <nats url> <payload bytes>');
+  }
+  const nc = await connect({ servers: url, name: 'bench request limit responder' });
+  const payload = randomBytes(payloadSize);
+  const inbox = createInbox();
+  const waiting = new Map<number, { subject: string; request: Msg }>();
+  const lastSequence = new Map<string, number>();
+  let next = 1;
+  nc.subscribe(`${inbox}.*`, {
+    callback: (error, ack) => {
+      if (error !== null) return;
+      const ackId = Number(ack.subject.slice(inbox.length + 1));
+      const pending = waiting.get(ackId);
+      if (pending === undefined) return;
+      waiting.delete(ackId);
+      const body = JSON.parse(utf8.decode(ack.data)) as { seq?: number };
+      if (typeof body.seq === 'number') lastSequence.set(pending.subject, body.seq);
+      pending.request.respond(encoder.encode(String(body.seq ?? 0)));
+    },
+  });
+  nc.subscribe('rlimit.>', {
+    queue: 'rlimit',
+    callback: (error, request) => {
+      if (error !== null) return;
+      const subject = `limit.${request.subject.slice('rlimit.'.length)}`;
+      const headers = new EncodedHeaders([
+        ['Nats-Msg-Id', randomUUID()],
+        ['Nats-Expected-Last-Subject-Sequence', String(lastSequence.get(subject) ?? 0)],
+      ]);
+      const ackId = next++;
+      waiting.set(ackId, { subject, request });
+      nc.publish(subject, payload, { reply: `${inbox}.${ackId}`, headers });
+    },
+  });
+  await nc.flush();
+  process.stdout.write('ready\n');
+  const stop = (): void => {
+    void nc.drain().finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`request-limit-responder: ${String(error)}\n`);
+  process.exit(1);
+});
