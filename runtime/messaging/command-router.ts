@@ -25,6 +25,7 @@ import {
 import type { Logger } from '../logger.js';
 import { isIdentifier, whyNotSubjectToken } from '../names.js';
 import type { DomainNode } from '../node/domain-node.js';
+import { headerLines, headerValue, type HeaderLines } from '../nats/header-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import {
   DEFAULT_PREFIX,
@@ -43,9 +44,11 @@ import {
 } from './partition-routing.js';
 import {
   bodyFormat,
+  bodyFormatOf,
   commandHeaders,
   jsonCodec,
   replyHeaders,
+  type BodyFormat,
   type ReplyStatus,
 } from './protocol.js';
 
@@ -523,11 +526,16 @@ export class CommandRouter {
   }
 
   #onCommand(incoming: Incoming): void {
-    const format = bodyFormat(incoming.msg, this.#codec);
+    const lines = headerLines(incoming.msg);
+    const format = bodyFormatOf(
+      headerValue(lines, commandHeaders.contentType),
+      incoming.msg.data,
+      this.#codec,
+    );
     const codec = format.ok ? format.codec : jsonCodec;
     let request: CommandRequest;
     try {
-      request = this.#parseCommand(incoming, format);
+      request = this.#parseCommand(incoming, format, lines);
     } catch (error) {
       this.#replyError(incoming, codec, error);
       return;
@@ -747,7 +755,7 @@ export class CommandRouter {
     return true;
   }
 
-  #parseCommand(incoming: Incoming, format: ReturnType<typeof bodyFormat>): CommandRequest {
+  #parseCommand(incoming: Incoming, format: BodyFormat, lines: HeaderLines): CommandRequest {
     const { endpoint, msg, subject } = incoming;
     if (msg.data.length > this.#maxPayloadBytes) {
       throw new RejectionError(
@@ -774,7 +782,7 @@ export class CommandRouter {
       );
     }
     this.#checkId(id);
-    const options = readOptionHeaders(msg.headers, incoming.forwarded !== undefined);
+    const options = readOptionHeaders(lines, incoming.forwarded !== undefined);
     if (!format.ok) {
       throw new RejectionError(
         'INVALID_PAYLOAD',
@@ -989,14 +997,16 @@ function remainingMs(timeoutMs: number, started: number): number {
   return Math.floor(timeoutMs - (performance.now() - started));
 }
 
+const JETACTOR_PREFIX = 'jetactor-';
+
 /** Reads the optional `Jetactor-*` request headers; unknown, repeated or malformed ones fail. */
-function readOptionHeaders(h: MsgHdrs | undefined, forwarded: boolean): Partial<CommandRequest> {
+function readOptionHeaders(lines: HeaderLines, forwarded: boolean): Partial<CommandRequest> {
   const options: Partial<CommandRequest> = {};
-  if (h === undefined) return options;
-  const seen = new Set<string>();
-  for (const key of h.keys()) {
+  let seen: string[] | undefined;
+  for (const [key, raw] of lines) {
+    if (key.length < JETACTOR_PREFIX.length) continue;
     const lower = key.toLowerCase();
-    if (!lower.startsWith('jetactor-')) continue;
+    if (!lower.startsWith(JETACTOR_PREFIX)) continue;
     if (forwarded && forwardHeaders.has(lower)) continue;
     const field = optionHeaders.get(lower);
     if (field === undefined) {
@@ -1005,12 +1015,10 @@ function readOptionHeaders(h: MsgHdrs | undefined, forwarded: boolean): Partial<
         `is not a request header of this protocol; the known ones are ${[...optionHeaders.keys()].map(canonical).join(', ')}`,
       );
     }
-    const values = h.values(key);
-    if (seen.has(lower) || values.length !== 1) {
-      throw invalidHeader(key, 'is given more than once; send it once');
-    }
-    seen.add(lower);
-    const value = (values[0] ?? '').trim();
+    seen ??= [];
+    if (seen.includes(lower)) throw invalidHeader(key, 'is given more than once; send it once');
+    seen.push(lower);
+    const value = raw.trim();
     if (field === 'expectedVersion') {
       const version = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
       if (!Number.isSafeInteger(version)) {

@@ -2,6 +2,7 @@ import { Match, headers, type Msg, type MsgHdrs } from '@nats-io/transport-node'
 import type { Codec } from '../codec/codec.js';
 import { JsonCodec } from '../codec/json-codec.js';
 import type { ErrorJSON } from '../errors.js';
+import { EncodedHeaders } from '../nats/encoded-headers.js';
 
 /**
  * Headers of the command protocol. Every request header is optional; header names are matched
@@ -78,14 +79,23 @@ export type BodyFormat =
  * that way), else `codec`.
  */
 export function bodyFormat(msg: Msg, codec: Codec): BodyFormat {
-  const declared = mediaType(msg.headers?.get(commandHeaders.contentType, Match.IgnoreCase) ?? '');
-  const empty = isBlank(msg.data);
+  return bodyFormatOf(
+    msg.headers?.get(commandHeaders.contentType, Match.IgnoreCase) ?? '',
+    msg.data,
+    codec,
+  );
+}
+
+/** {@link bodyFormat} of a body `data` sent with the `Content-Type` `contentType` (or `''`). */
+export function bodyFormatOf(contentType: string, data: Uint8Array, codec: Codec): BodyFormat {
+  const declared = contentType === '' ? '' : mediaType(contentType);
+  const empty = isBlank(data);
   if (declared !== '') {
     if (declared === jsonCodec.contentType) return { ok: true, codec: jsonCodec, empty };
     if (declared === mediaType(codec.contentType)) return { ok: true, codec, empty };
     return { ok: false, contentType: declared };
   }
-  return { ok: true, codec: empty || startsLikeJson(msg.data) ? jsonCodec : codec, empty };
+  return { ok: true, codec: empty || startsLikeJson(data) ? jsonCodec : codec, empty };
 }
 
 /** `application/json; charset=utf-8` → `application/json`. */
@@ -93,8 +103,25 @@ export function mediaType(value: string): string {
   return (value.split(';')[0] ?? '').trim().toLowerCase();
 }
 
-/** Headers of a reply in `codec`'s format. */
+/** Headers of `ok` replies by content type, encoded once: the same for every reply. */
+const okReplyHeaders = new Map<string, MsgHdrs>();
+
+/**
+ * Headers of a reply in `codec`'s format. Those of `ok` replies are one shared object per
+ * content type, encoded once: publish them, do not change them.
+ */
 export function replyHeaders(codec: Codec, status: ReplyStatus, code?: string): MsgHdrs {
+  if (status === 'ok' && code === undefined) {
+    let h = okReplyHeaders.get(codec.contentType);
+    if (h === undefined) {
+      h = new EncodedHeaders([
+        [commandHeaders.contentType, codec.contentType],
+        [commandHeaders.status, status],
+      ]);
+      okReplyHeaders.set(codec.contentType, h);
+    }
+    return h;
+  }
   const h = headers();
   h.set(commandHeaders.contentType, codec.contentType);
   h.set(commandHeaders.status, status);

@@ -1173,9 +1173,23 @@ const encoder = new TextEncoder();
 /** FNV-1a (32 bits) of the UTF-8 bytes of `text`, then murmur3's fmix32. */
 function hash32(text: string): number {
   let hash = 0x811c9dc5;
-  for (const byte of encoder.encode(text)) {
-    hash ^= byte;
+  let ascii = true;
+  // ASCII text is its own UTF-8: hashed from its char codes, without encoding it first.
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code > 0x7f) {
+      ascii = false;
+      break;
+    }
+    hash ^= code;
     hash = Math.imul(hash, 0x01000193);
+  }
+  if (!ascii) {
+    hash = 0x811c9dc5;
+    for (const byte of encoder.encode(text)) {
+      hash ^= byte;
+      hash = Math.imul(hash, 0x01000193);
+    }
   }
   hash ^= hash >>> 16;
   hash = Math.imul(hash, 0x85ebca6b);

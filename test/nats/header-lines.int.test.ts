@@ -1,0 +1,89 @@
+import { MsgHdrsImpl, headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { headerLines, headerValue, parseHeaderBlock } from '../../runtime/nats/header-lines.js';
+import { connectShared, uniqueName } from '../helpers/nats.js';
+
+const encoder = new TextEncoder();
+
+/** The pairs nats.js' own decoding gives for a header block. */
+function decodedByNats(block: string): [string, string][] {
+  const h = MsgHdrsImpl.decode(encoder.encode(block));
+  const pairs: [string, string][] = [];
+  for (const key of h.keys()) for (const value of h.values(key)) pairs.push([key, value]);
+  return pairs;
+}
+
+describe('parseHeaderBlock', () => {
+  const blocks = {
+    'two headers':
+      'NATS/1.0\r\nContent-Type: application/msgpack\r\nJetactor-Timeout: 5000\r\n\r\n',
+    'values with colons and spaces': 'NATS/1.0\r\nJetactor-Actor:  user:42 \r\nX: a: b\r\n\r\n',
+    'an empty value': 'NATS/1.0\r\nJetactor-Actor:\r\n\r\n',
+    'a line without a colon': 'NATS/1.0\r\nnonsense\r\nJetactor-Actor: ann\r\n\r\n',
+    'UTF-8 values': 'NATS/1.0\r\nJetactor-Actor: Zoë 😀\r\n\r\n',
+    'no trailing blank line': 'NATS/1.0\r\nJetactor-Actor: ann',
+    'only the status line': 'NATS/1.0\r\n\r\n',
+  };
+
+  for (const [name, block] of Object.entries(blocks)) {
+    it(`reads ${name} as nats.js decodes them`, () => {
+      expect(parseHeaderBlock(block)).toEqual(decodedByNats(block));
+    });
+  }
+
+  it('keeps a repeated key once per value, in order', () => {
+    const block = 'NATS/1.0\r\nJetactor-Actor: a\r\njetactor-actor: b\r\nOther: c\r\n\r\n';
+    expect(parseHeaderBlock(block)).toEqual([
+      ['Jetactor-Actor', 'a'],
+      ['jetactor-actor', 'b'],
+      ['Other', 'c'],
+    ]);
+    expect(headerValue(parseHeaderBlock(block), 'JETACTOR-ACTOR')).toBe('a');
+    expect(headerValue(parseHeaderBlock(block), 'Content-Type')).toBe('');
+  });
+});
+
+describe('headerLines of a received message', () => {
+  let nc: Awaited<ReturnType<typeof connectShared>>;
+  beforeAll(async () => {
+    nc = await connectShared();
+  });
+  afterAll(async () => {
+    await nc.close();
+  });
+
+  async function receive(h: MsgHdrs | undefined, data = 'body'): Promise<Msg> {
+    const subject = uniqueName('hl');
+    const sub = nc.subscribe(subject, { max: 1 });
+    nc.publish(subject, data, h === undefined ? {} : { headers: h });
+    for await (const msg of sub) return msg;
+    throw new Error('no message');
+  }
+
+  it('gives the headers as sent, read from the received bytes', async () => {
+    const h = headers();
+    h.set('Content-Type', 'application/json');
+    h.append('Jetactor-Actor', 'Zoë');
+    h.append('Jetactor-Actor', 'second');
+    const msg = await receive(h);
+    expect(headerLines(msg)).toEqual([
+      ['Content-Type', 'application/json'],
+      ['Jetactor-Actor', 'Zoë'],
+      ['Jetactor-Actor', 'second'],
+    ]);
+    // Read without nats.js decoding them (it keeps its decoded headers in `_headers`).
+    expect((msg as unknown as { _headers?: unknown })._headers).toBeUndefined();
+    // The body is untouched, and nats.js still decodes the headers itself when asked.
+    expect(new TextDecoder().decode(msg.data)).toBe('body');
+    expect(msg.headers?.get('Content-Type')).toBe('application/json');
+  });
+
+  it('gives the same once nats.js has decoded them, and none for a message without headers', async () => {
+    const h = headers();
+    h.set('Jetactor-Timeout', '250');
+    const msg = await receive(h);
+    expect(msg.headers?.get('Jetactor-Timeout')).toBe('250');
+    expect(headerLines(msg)).toEqual([['Jetactor-Timeout', '250']]);
+    expect(headerLines(await receive(undefined))).toEqual([]);
+  });
+});
