@@ -220,6 +220,8 @@ interface Incoming {
   readonly endpoint: Endpoint;
   /** The message to answer. */
   readonly msg: Msg;
+  /** Its body (`msg.data` makes a new view each time). */
+  readonly data: Uint8Array;
   /** The subject the client sent it on (for a forwarded request, from its header). */
   readonly subject: string;
   /** Set when another node forwarded it here as the owner of `partition`, with its `token`. */
@@ -441,6 +443,7 @@ export class CommandRouter {
             const incoming: Incoming = {
               endpoint,
               msg,
+              data: msg.data,
               subject: msg.subject,
               forwarded: undefined,
               started: performance.now(),
@@ -520,7 +523,14 @@ export class CommandRouter {
       );
       return;
     }
-    const incoming: Incoming = { endpoint, msg, subject, forwarded: { partition, token }, started };
+    const incoming: Incoming = {
+      endpoint,
+      msg,
+      data: msg.data,
+      subject,
+      forwarded: { partition, token },
+      started,
+    };
     if (endpoint.kind === 'command') this.#onCommand(incoming);
     else this.#onView(incoming);
   }
@@ -529,7 +539,7 @@ export class CommandRouter {
     const lines = headerLines(incoming.msg);
     const format = bodyFormatOf(
       headerValue(lines, commandHeaders.contentType),
-      incoming.msg.data,
+      incoming.data,
       this.#codec,
     );
     const codec = format.ok ? format.codec : jsonCodec;
@@ -540,6 +550,7 @@ export class CommandRouter {
       this.#replyError(incoming, codec, error);
       return;
     }
+    const { timeoutMs } = request;
     this.#dispatch(
       incoming,
       codec,
@@ -547,7 +558,11 @@ export class CommandRouter {
       request.id,
       () => {
         try {
-          return this.#node.execute(withRemainingTime(request, incoming.started));
+          // What is left of the sender's wait when the command is run (here, or after a forward
+          // that failed).
+          if (timeoutMs !== undefined)
+            request.timeoutMs = remainingTime(request, timeoutMs, incoming.started);
+          return this.#node.execute(request);
         } catch (error) {
           return Promise.reject(error);
         }
@@ -620,12 +635,22 @@ export class CommandRouter {
 
   /** Executes a request here and answers it; releases its in-flight slot. */
   #run(incoming: Incoming, codec: Codec, run: () => Promise<unknown>): void {
-    void run()
-      .then(
-        (result) => this.#replyOk(incoming, codec, result),
-        (error: unknown) => this.#replyError(incoming, codec, error),
-      )
-      .finally(() => this.#release());
+    void run().then(
+      (result) => {
+        try {
+          this.#replyOk(incoming, codec, result);
+        } finally {
+          this.#release();
+        }
+      },
+      (error: unknown) => {
+        try {
+          this.#replyError(incoming, codec, error);
+        } finally {
+          this.#release();
+        }
+      },
+    );
   }
 
   /** Forwards a request once to the partition's owner and relays its reply, or serves it here. */
@@ -755,25 +780,31 @@ export class CommandRouter {
     return true;
   }
 
+  /**
+   * The command a request asks for, from its subject, headers and body. Its input is decoded
+   * here and validated by the node, which runs the command (or by the partition's owner).
+   */
   #parseCommand(incoming: Incoming, format: BodyFormat, lines: HeaderLines): CommandRequest {
-    const { endpoint, msg, subject } = incoming;
-    if (msg.data.length > this.#maxPayloadBytes) {
+    const { endpoint, data, subject } = incoming;
+    if (data.length > this.#maxPayloadBytes) {
       throw new RejectionError(
         'PAYLOAD_TOO_LARGE',
-        `The request body is ${msg.data.length} bytes, more than this node's limit of ${this.#maxPayloadBytes}; send a smaller command input, or start the node with a higher maxPayloadBytes.`,
-        { details: { bytes: msg.data.length, limit: this.#maxPayloadBytes } },
+        `The request body is ${data.length} bytes, more than this node's limit of ${this.#maxPayloadBytes}; send a smaller command input, or start the node with a higher maxPayloadBytes.`,
+        { details: { bytes: data.length, limit: this.#maxPayloadBytes } },
       );
     }
-    const tokens = subject.slice(endpoint.base.length).split('.');
-    const [aggregate = '', id = '', command = ''] = tokens;
-    if (tokens.length !== 3) {
+    // <base><Aggregate>.<id>.<command>
+    const base = endpoint.base.length;
+    const first = subject.indexOf('.', base);
+    const second = first === -1 ? -1 : subject.indexOf('.', first + 1);
+    if (second === -1 || subject.indexOf('.', second + 1) !== -1) {
       throw this.#badSubject(subject, `${endpoint.base}<Aggregate>.<id>.<command>`);
     }
+    const aggregate = subject.slice(base, first);
+    const id = subject.slice(first + 1, second);
+    const command = subject.slice(second + 1);
     const definition = this.#aggregateOf(endpoint.definition, aggregate);
-    const handler = Object.hasOwn(definition.commands, command)
-      ? definition.commands[command]
-      : undefined;
-    if (handler === undefined) {
+    if (!Object.hasOwn(definition.commands, command)) {
       const known = Object.keys(definition.commands);
       throw new RejectionError(
         'UNKNOWN_COMMAND',
@@ -782,7 +813,14 @@ export class CommandRouter {
       );
     }
     this.#checkId(id);
-    const options = readOptionHeaders(lines, incoming.forwarded !== undefined);
+    const request: CommandRequest = {
+      domain: endpoint.domain,
+      aggregate,
+      id,
+      command,
+      input: undefined,
+    };
+    readOptionHeaders(lines, incoming.forwarded !== undefined, request);
     if (!format.ok) {
       throw new RejectionError(
         'INVALID_PAYLOAD',
@@ -790,29 +828,20 @@ export class CommandRouter {
         { details: { contentType: format.contentType } },
       );
     }
-    let input: unknown;
     if (format.empty) {
-      input = {};
+      request.input = {};
     } else {
       try {
-        input = format.codec.decode(msg.data);
+        request.input = format.codec.decode(data);
       } catch (error) {
         throw new RejectionError(
           'INVALID_PAYLOAD',
           `The request body is not valid ${format.codec === jsonCodec ? 'JSON' : format.codec.contentType} (${describeError(error)}); send the command input as a JSON object such as '{"amount":10}', or encode it with ${this.#codec.contentType}.`,
-          { details: { contentType: format.codec.contentType, bytes: msg.data.length } },
+          { details: { contentType: format.codec.contentType, bytes: data.length } },
         );
       }
     }
-    const parsed = handler.input.safeParse(input);
-    if (!parsed.success) {
-      throw new RejectionError(
-        'VALIDATION_FAILED',
-        `Input of ${definition.name}.${command} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ')}.`,
-        { details: { issues: parsed.error.issues } },
-      );
-    }
-    return { ...options, domain: endpoint.domain, aggregate, id, command, input };
+    return request;
   }
 
   #aggregateOf(domain: DomainDefinition, aggregate: string): AnyAggregateDefinition {
@@ -979,17 +1008,16 @@ function addCounters(sum: RoutingCounters, add: RoutingCounters): void {
  * The request with `timeoutMs` cut to what is left of the sender's wait since the node received
  * it (`started`, by `performance.now()`); throws `DEADLINE_EXCEEDED` when nothing is left.
  */
-function withRemainingTime(request: CommandRequest, started: number): CommandRequest {
-  if (request.timeoutMs === undefined) return request;
-  const remaining = remainingMs(request.timeoutMs, started);
+function remainingTime(request: CommandRequest, timeoutMs: number, started: number): number {
+  const remaining = remainingMs(timeoutMs, started);
   if (remaining <= 0) {
     throw new InfrastructureError(
       'DEADLINE_EXCEEDED',
-      `Command ${request.aggregate}.${request.id}.${request.command} had not started when its sender stopped waiting (${request.timeoutMs} ms); it was not run. Send it again with the same command id.`,
-      { details: { commandId: request.commandId, timeoutMs: request.timeoutMs } },
+      `Command ${request.aggregate}.${request.id}.${request.command} had not started when its sender stopped waiting (${timeoutMs} ms); it was not run. Send it again with the same command id.`,
+      { details: { commandId: request.commandId, timeoutMs } },
     );
   }
-  return { ...request, timeoutMs: remaining };
+  return remaining;
 }
 
 /** Milliseconds left of a wait of `timeoutMs` that began at `started` (`performance.now()`). */
@@ -1000,8 +1028,11 @@ function remainingMs(timeoutMs: number, started: number): number {
 const JETACTOR_PREFIX = 'jetactor-';
 
 /** Reads the optional `Jetactor-*` request headers; unknown, repeated or malformed ones fail. */
-function readOptionHeaders(lines: HeaderLines, forwarded: boolean): Partial<CommandRequest> {
-  const options: Partial<CommandRequest> = {};
+function readOptionHeaders(
+  lines: HeaderLines,
+  forwarded: boolean,
+  options: Partial<CommandRequest>,
+): void {
   let seen: string[] | undefined;
   for (const [key, raw] of lines) {
     if (key.length < JETACTOR_PREFIX.length) continue;
@@ -1049,7 +1080,6 @@ function readOptionHeaders(lines: HeaderLines, forwarded: boolean): Partial<Comm
     }
     options[field] = value;
   }
-  return options;
 }
 
 function invalidHeader(header: string, why: string): RejectionError {

@@ -91,6 +91,7 @@ export class PartitionRouting {
   readonly #options: PartitionRoutingOptions;
   readonly #subscriptions = new Map<number, Subscription>();
   readonly #lost = new Set<number>();
+  readonly #local: Route[] = [];
   #active = false;
   #passivationQueued = false;
 
@@ -147,13 +148,23 @@ export class PartitionRouting {
    */
   route(aggregate: string, id: string): Route {
     const partition = this.leases.partitionOf(aggregate, id);
-    if (this.leases.owns(partition)) return { forward: false, partition };
+    if (this.leases.owns(partition)) return this.#here(partition);
     const owner = this.leases.ownerOf(partition);
     const token = this.leases.tokenOf(partition);
     if (owner === undefined || token === undefined || owner === this.leases.nodeId) {
-      return { forward: false, partition };
+      return this.#here(partition);
     }
     return { forward: true, partition, token, owner };
+  }
+
+  /** The route "served here" of a partition, made once per partition. */
+  #here(partition: number): Route {
+    let route = this.#local[partition];
+    if (route === undefined) {
+      route = Object.freeze({ forward: false, partition });
+      this.#local[partition] = route;
+    }
+    return route;
   }
 
   /** Whether this node owns the partition now under exactly this token. */
