@@ -70,3 +70,40 @@ export interface Command {
   /** Time by the node's clock after which the command is not started (from `timeoutMs`). */
   deadline?: number | undefined;
 }
+
+/**
+ * The options of a request that sets at most a valid command id and a timeout from
+ * `minTimeoutMs` to `maxTimeoutMs` (nearly all do), checked without zod; undefined when it sets
+ * more, or something the caller's zod schema should explain.
+ */
+export function plainCommandOptions(
+  request: CommandRequest,
+  minTimeoutMs: number,
+  maxTimeoutMs: number,
+): { success: true; data: CommandOptions } | undefined {
+  if (
+    request.expectedVersion !== undefined ||
+    request.correlationId !== undefined ||
+    request.causationId !== undefined ||
+    request.actor !== undefined
+  ) {
+    return undefined;
+  }
+  const { commandId, timeoutMs } = request;
+  if (
+    timeoutMs !== undefined &&
+    !(Number.isSafeInteger(timeoutMs) && timeoutMs >= minTimeoutMs && timeoutMs <= maxTimeoutMs)
+  ) {
+    return undefined;
+  }
+  if (commandId === undefined) {
+    return { success: true, data: timeoutMs === undefined ? {} : { timeoutMs } };
+  }
+  if (typeof commandId !== 'string' || commandId.length < 1 || commandId.length > 256) {
+    return undefined;
+  }
+  return {
+    success: true,
+    data: timeoutMs === undefined ? { commandId } : { commandId, timeoutMs },
+  };
+}

@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import {
-  Match,
-  headers,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
-} from '@nats-io/transport-node';
+import { headers, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { AggregateView } from '../aggregate/aggregate-actor.js';
-import type { CommandOptions, CommandRequest, CommandResult } from '../aggregate/command.js';
+import {
+  plainCommandOptions,
+  type CommandOptions,
+  type CommandRequest,
+  type CommandResult,
+} from '../aggregate/command.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
@@ -31,6 +30,8 @@ import {
   ReplyPipeline,
   ReplyTimeoutError,
 } from '../nats/reply-pipeline.js';
+import { EncodedHeaders } from '../nats/encoded-headers.js';
+import { headerLines, headerValue } from '../nats/header-lines.js';
 import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { DEFAULT_PREFIX, commandSubject, querySubject, viewSubject } from '../nats/subjects.js';
 import type { AnyQueryDefinition, QueryInput, QueryOutput } from '../domain/define-query.js';
@@ -104,13 +105,17 @@ export interface ClientOptions {
   clock?: Clock;
 }
 
+/** Shortest and longest per-try `timeoutMs` of a command. */
+const MIN_TIMEOUT_MS = 10;
+const MAX_TIMEOUT_MS = 86_400_000;
+
 const commandOptionsSchema = z.object({
   commandId: z.string().min(1).max(256).optional(),
   expectedVersion: z.number().int().nonnegative().optional(),
   correlationId: z.string().min(1).max(256).optional(),
   causationId: z.string().min(1).max(256).optional(),
   actor: z.string().min(1).max(256).optional(),
-  timeoutMs: z.number().int().min(10).max(86_400_000).optional(),
+  timeoutMs: z.number().int().min(MIN_TIMEOUT_MS).max(MAX_TIMEOUT_MS).optional(),
 });
 
 const optionHeaderNames = {
@@ -120,6 +125,10 @@ const optionHeaderNames = {
   causationId: commandHeaders.causationId,
   actor: commandHeaders.actor,
 } as const satisfies Record<Exclude<keyof CommandOptions, 'timeoutMs'>, string>;
+
+const optionFields = Object.keys(optionHeaderNames) as (keyof typeof optionHeaderNames)[];
+
+const LINE_BREAK = /[\r\n]/;
 
 /** Options of {@link JetactorClient.query}. */
 export interface ClientQueryOptions {
@@ -212,7 +221,9 @@ export class JetactorClient {
   async execute(request: CommandRequest): Promise<CommandResult> {
     const domain = request.domain ?? this.#domainOf(request.aggregate);
     this.#checkTokens(domain, request.aggregate, request.id, request.command);
-    const options = commandOptionsSchema.safeParse(request);
+    const options =
+      plainCommandOptions(request, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS) ??
+      commandOptionsSchema.safeParse(request);
     if (!options.success) {
       throw new RejectionError(
         'INVALID_COMMAND',
@@ -221,24 +232,27 @@ export class JetactorClient {
       );
     }
     const commandId = options.data.commandId ?? this.#newId();
-    const h = headers();
-    h.set(commandHeaders.contentType, this.#codec.contentType);
     const values: CommandOptions = { ...options.data, commandId };
     // How long each try waits: the node does not start the command after that (a late copy
     // must not be applied once this client has sent it again).
     const timeoutMs = options.data.timeoutMs ?? this.#options.timeoutMs;
-    h.set(commandHeaders.timeout, String(timeoutMs));
-    for (const [field, header] of Object.entries(optionHeaderNames)) {
-      const value = values[field as keyof CommandOptions];
+    const entries: [string, string][] = [
+      [commandHeaders.contentType, this.#codec.contentType],
+      [commandHeaders.timeout, String(timeoutMs)],
+    ];
+    for (const field of optionFields) {
+      const value = values[field];
       if (value === undefined) continue;
-      if (/[\r\n]/.test(String(value))) {
+      const text = String(value);
+      if (LINE_BREAK.test(text)) {
         throw new RejectionError(
           'INVALID_COMMAND',
           `${field} ${JSON.stringify(value)} contains a line break, which a NATS header cannot carry; remove it.`,
         );
       }
-      h.set(header, String(value));
+      entries.push([optionHeaderNames[field], text]);
     }
+    const h = new EncodedHeaders(entries);
     let payload: Uint8Array;
     try {
       payload = this.#codec.encode(request.input ?? {});
@@ -415,12 +429,13 @@ export class JetactorClient {
 
   /** Decodes a reply: its body when ok; throws the error it carries otherwise. */
   #read(msg: Msg, subject: string): unknown {
-    const status = msg.headers?.get(commandHeaders.status, Match.IgnoreCase) ?? '';
+    const lines = headerLines(msg);
+    const status = headerValue(lines, commandHeaders.status);
     if (status === '' && msg.headers?.hasError) {
       if (msg.headers.code === 503) throw noResponders(subject);
       throw invalidReply(subject, `NATS status ${msg.headers.code} ${msg.headers.description}`);
     }
-    const type = mediaType(msg.headers?.get(commandHeaders.contentType, Match.IgnoreCase) ?? '');
+    const type = mediaType(headerValue(lines, commandHeaders.contentType));
     const codec =
       type === jsonCodec.contentType || type === ''
         ? jsonCodec

@@ -2,11 +2,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import type { AggregateView } from '../aggregate/aggregate-actor.js';
-import type {
-  Command,
-  CommandOptions,
-  CommandRequest,
-  CommandResult,
+import {
+  plainCommandOptions,
+  type Command,
+  type CommandOptions,
+  type CommandRequest,
+  type CommandResult,
 } from '../aggregate/command.js';
 import { systemClock, type Clock } from '../clock.js';
 import type {
@@ -592,7 +593,8 @@ export class DomainNode {
       );
     }
     const id = this.#checkId(request.id);
-    const options = plainOptions(request) ?? commandOptionsSchema.safeParse(request);
+    const options =
+      plainCommandOptions(request, 1, MAX_TIMEOUT_MS) ?? commandOptionsSchema.safeParse(request);
     if (!options.success) {
       throw new RejectionError(
         'INVALID_COMMAND',
@@ -714,40 +716,6 @@ export class DomainNode {
     }
     return id as string;
   }
-}
-
-/**
- * The options of a request that sets at most a valid command id and timeout (nearly all do),
- * without zod; undefined when it sets more or something zod should explain.
- */
-function plainOptions(
-  request: CommandRequest,
-): { success: true; data: CommandOptions } | undefined {
-  if (
-    request.expectedVersion !== undefined ||
-    request.correlationId !== undefined ||
-    request.causationId !== undefined ||
-    request.actor !== undefined
-  ) {
-    return undefined;
-  }
-  const { commandId, timeoutMs } = request;
-  if (
-    timeoutMs !== undefined &&
-    !(Number.isSafeInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)
-  ) {
-    return undefined;
-  }
-  if (commandId === undefined) {
-    return { success: true, data: timeoutMs === undefined ? {} : { timeoutMs } };
-  }
-  if (typeof commandId !== 'string' || commandId.length < 1 || commandId.length > 256) {
-    return undefined;
-  }
-  return {
-    success: true,
-    data: timeoutMs === undefined ? { commandId } : { commandId, timeoutMs },
-  };
 }
 
 /** Creates a node; options are checked at once (a `ConfigError` names every wrong field). */
