@@ -21,13 +21,7 @@ import {
   type LifecycleState,
 } from './aggregate-lifecycle.js';
 import type { Command, CommandResult } from './command.js';
-
-/**
- * How many of its remembered commands an actor keeps the full result of (events and response),
- * so that a prompt resend is answered without a read; the others are known by id and position
- * (about 100 bytes each instead of about 600).
- */
-const RESULTS_KEPT = 4;
+import { RecentCommands } from './recent-commands.js';
 
 /** Tuning of aggregate actors. */
 export interface AggregateActorOptions {
@@ -122,15 +116,11 @@ export class AggregateActor {
   /** True once the replay that {@link start} began has ended (well or not). */
   #replayed = false;
   /**
-   * The last `recentCommands` commands that stored events, by id, with the position of their
-   * commit, least recent first: the actor's own, those its snapshot remembered, and those a
-   * replay or catch-up read. A command sent again is answered with its first result, which
-   * {@link AggregateActor.#results} holds for the newest few; the others' are read back from their
-   * commit, so an actor does not keep the events of every command it remembers.
+   * The last `recentCommands` commands that stored events. A command sent again is answered with
+   * its first result: kept for the newest few, read back from its commit for the others, so an
+   * actor does not keep the events of every command it remembers.
    */
-  #known = new Map<string, number>();
-  /** Full results of the newest {@link RESULTS_KEPT} commands of {@link #known}, least recent first. */
-  #results = new Map<string, CommandResult>();
+  readonly #recent: RecentCommands;
   #idleWaiters: (() => void)[] = [];
   /** Version of the last snapshot taken, restored, or tried (a failed save waits as long). */
   #snapshotVersion = 0;
@@ -139,6 +129,7 @@ export class AggregateActor {
 
   constructor(deps: AggregateActorDeps) {
     this.#deps = deps;
+    this.#recent = new RecentCommands(deps.options.recentCommands);
     this.stream = Object.freeze({
       domain: deps.domain,
       aggregate: deps.definition.name,
@@ -297,7 +288,7 @@ export class AggregateActor {
       if (batch.length === 0) return;
       // Commands known only by id (replayed, or caught up after a conflict) are answered with
       // their first result: read it back before deciding.
-      if (this.#known.size > this.#results.size && this.#mustRecall(batch, recalled)) {
+      if (this.#recent.someOnlyById && this.#mustRecall(batch, recalled)) {
         const unread = await this.#recallKnown(batch, recalled);
         if (unread !== undefined) {
           // Stored once already: deciding it again could refuse it, or apply it twice.
@@ -447,7 +438,7 @@ export class AggregateActor {
     const timestamp = clock.now();
     let version = this.#version;
     for (const { command } of batch) {
-      const recent = this.#results.get(command.id) ?? recalled.get(command.id);
+      const recent = this.#recent.resultOf(command.id) ?? recalled.get(command.id);
       if (recent !== undefined) {
         outcomes.push({ ok: true, result: { ...recent, duplicate: true } });
         continue;
@@ -658,17 +649,18 @@ export class AggregateActor {
       this.#version = snapshot.version;
       this.#position = snapshot.position;
       this.#snapshotVersion = snapshot.version;
-      this.#results.clear();
-      this.#known = new Map(
-        (Array.isArray(snapshot.commands) ? snapshot.commands : []).filter(
-          (entry): entry is [string, number] =>
-            Array.isArray(entry) &&
-            typeof entry[0] === 'string' &&
-            Number.isSafeInteger(entry[1]) &&
-            entry[1] > 0 &&
-            entry[1] <= snapshot.position,
-        ),
-      );
+      this.#recent.clear();
+      for (const entry of Array.isArray(snapshot.commands) ? snapshot.commands : []) {
+        if (
+          Array.isArray(entry) &&
+          typeof entry[0] === 'string' &&
+          Number.isSafeInteger(entry[1]) &&
+          entry[1] > 0 &&
+          entry[1] <= snapshot.position
+        ) {
+          this.#recent.know(entry[0], entry[1]);
+        }
+      }
       return true;
     } catch (error) {
       logger.warn(
@@ -692,7 +684,7 @@ export class AggregateActor {
       version,
       position: this.#position,
       state: definition.machine.getPersistedSnapshot(this.#confirmed),
-      commands: [...this.#known],
+      commands: this.#recent.entries(),
     };
     this.#snapshotting = true;
     snapshots
@@ -724,13 +716,13 @@ export class AggregateActor {
     batch: readonly Envelope[],
     recalled: Map<string, CommandResult>,
   ): Promise<string | undefined> {
-    // Reading back one command's commit may push the others' results out of #results.
+    // Reading back one command's commit may push the others' results out of #recent.
     for (const { command } of batch) {
-      const result = this.#results.get(command.id);
+      const result = this.#recent.resultOf(command.id);
       if (result !== undefined) recalled.set(command.id, result);
     }
     for (const { command } of batch) {
-      const position = this.#known.get(command.id);
+      const position = this.#recent.positionOf(command.id);
       if (position === undefined || recalled.has(command.id)) continue;
       await this.#recall(position, [{ id: command.id }], recalled);
       if (!recalled.has(command.id)) return command.id;
@@ -751,7 +743,7 @@ export class AggregateActor {
     if (position <= 0) return;
     let missing = false;
     for (const { id } of records) {
-      const result = this.#results.get(id);
+      const result = this.#recent.resultOf(id);
       if (result !== undefined) recalled.set(id, result);
       else if (!recalled.has(id)) missing = true;
     }
@@ -844,32 +836,15 @@ export class AggregateActor {
   /** Remembers the commands of a replayed commit by id and position (results read on demand). */
   #rememberReplayed(records: readonly CommandRecord[], position: number): void {
     for (const record of records) {
-      if (this.#results.has(record.id)) continue; // its full result is known already
-      this.#known.delete(record.id);
-      this.#known.set(record.id, position);
-    }
-    this.#forgetOldest();
-  }
-
-  /** Keeps the `recentCommands` newest commands known, and the full results of the newest few. */
-  #forgetOldest(): void {
-    const limit = this.#deps.options.recentCommands;
-    while (this.#known.size > limit) {
-      const oldest = this.#known.keys().next().value as string;
-      this.#known.delete(oldest);
-      this.#results.delete(oldest);
-    }
-    const kept = Math.min(limit, RESULTS_KEPT);
-    while (this.#results.size > kept) {
-      this.#results.delete(this.#results.keys().next().value as string);
+      // One whose full result is kept is known already.
+      if (this.#recent.resultOf(record.id) === undefined) this.#recent.know(record.id, position);
     }
   }
 
   /** True when a command of the batch is known only by id: its result must be read back first. */
   #mustRecall(batch: readonly Envelope[], recalled: ReadonlyMap<string, CommandResult>): boolean {
     for (const { command } of batch) {
-      const { id } = command;
-      if (this.#known.has(id) && !this.#results.has(id) && !recalled.has(id)) return true;
+      if (this.#recent.onlyById(command.id) && !recalled.has(command.id)) return true;
     }
     return false;
   }
@@ -899,13 +874,8 @@ export class AggregateActor {
   #remember(outcomes: Outcome[]): void {
     for (const outcome of outcomes) {
       if (!outcome.ok || outcome.result.duplicate || outcome.result.events.length === 0) continue;
-      const id = outcome.result.commandId;
-      this.#known.delete(id);
-      this.#known.set(id, outcome.result.position);
-      this.#results.delete(id);
-      this.#results.set(id, outcome.result);
+      this.#recent.remember(outcome.result);
     }
-    this.#forgetOldest();
   }
 
   #settle(batch: Envelope[], outcomes: Outcome[]): void {
