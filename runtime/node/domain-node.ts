@@ -181,6 +181,11 @@ export class DomainNode {
   /** This node's name in the leases of its reactors and projections ({@link NodeOptions.nodeId}). */
   readonly id: string;
   readonly #domains = new Map<string, DomainDefinition>();
+  /** What {@link #resolve} found, by domain name (or none) and aggregate: domains never change. */
+  readonly #resolved = new Map<
+    string | undefined,
+    Map<string, { domain: DomainDefinition; definition: AnyAggregateDefinition }>
+  >();
   readonly #supervisor: Supervisor;
   readonly #reactors: ReactorHost;
   readonly #projections: ProjectionHost;
@@ -634,6 +639,25 @@ export class DomainNode {
   }
 
   #resolve(
+    domainName: string | undefined,
+    aggregate: unknown,
+  ): { domain: DomainDefinition; definition: AnyAggregateDefinition } {
+    if (typeof aggregate !== 'string') return this.#find(domainName, aggregate);
+    let known = this.#resolved.get(domainName);
+    let found = known?.get(aggregate);
+    if (found === undefined) {
+      found = this.#find(domainName, aggregate);
+      // Only hosted domains get here (#find throws for the others).
+      if (known === undefined) {
+        known = new Map();
+        this.#resolved.set(domainName, known);
+      }
+      known.set(aggregate, found);
+    }
+    return found;
+  }
+
+  #find(
     domainName: string | undefined,
     aggregate: unknown,
   ): { domain: DomainDefinition; definition: AnyAggregateDefinition } {
