@@ -35,6 +35,7 @@ import {
   streamName,
 } from '../nats/subjects.js';
 import { EncodedHeaders } from '../nats/encoded-headers.js';
+import { headerValue, receivedHeaders } from '../nats/header-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import {
   isPermissionViolation,
@@ -658,15 +659,17 @@ export class JetStreamEventStore implements EventStore {
     } catch (error) {
       throw unavailableForCommands(`reading ${what}`, error);
     }
-    if (reply.headers?.hasError) {
+    // Read in one pass from the received bytes: an activation reads several commits this way.
+    const { hasStatus, lines } = receivedHeaders(reply);
+    if (hasStatus && reply.headers?.hasError) {
       if (reply.headers.code === 404) return undefined;
       throw unavailableForCommands(
         `reading ${what}`,
         new Error(`${reply.headers.code} ${reply.headers.description}`),
       );
     }
-    const sequence = Number(reply.headers?.get('Nats-Sequence'));
-    const subject = reply.headers?.get('Nats-Subject') ?? '';
+    const sequence = Number(headerValue(lines, 'Nats-Sequence'));
+    const subject = headerValue(lines, 'Nats-Subject');
     if (!Number.isSafeInteger(sequence) || sequence <= 0 || subject === '') {
       throw unavailableForCommands(
         `reading ${what}`,

@@ -23,21 +23,36 @@ interface ReceivedMsg {
  * for any message that does not have that shape (another client version, a message built here).
  */
 export function headerLines(msg: Msg): HeaderLines {
+  return receivedHeaders(msg).lines;
+}
+
+/**
+ * {@link headerLines}, and whether the message is a status message (`NATS/1.0 404 No Messages`,
+ * `503` for no responders…): `hasStatus` is then true, and `msg.headers` gives its code and
+ * description.
+ */
+export function receivedHeaders(msg: Msg): { hasStatus: boolean; lines: HeaderLines } {
   const received = msg as unknown as ReceivedMsg;
   const length = received._msg?.hdr;
   const data = received._rdata;
   if (received._headers === undefined && typeof length === 'number' && data instanceof Uint8Array) {
-    if (length <= 0) return NONE;
+    if (length <= 0) return NO_HEADERS;
     if (length <= data.length) {
-      return parseHeaderBlock(Buffer.from(data.buffer, data.byteOffset, length).toString('utf8'));
+      const block = Buffer.from(data.buffer, data.byteOffset, length).toString('utf8');
+      return { hasStatus: !block.startsWith(STATUS_LINE), lines: parseHeaderBlock(block) };
     }
   }
   const h = msg.headers;
-  if (h === undefined) return NONE;
+  if (h === undefined) return NO_HEADERS;
   const lines: [string, string][] = [];
   for (const key of h.keys()) for (const value of h.values(key)) lines.push([key, value]);
-  return lines;
+  return { hasStatus: h.code !== 0, lines };
 }
+
+/** The first line of a header block without a status. */
+const STATUS_LINE = 'NATS/1.0\r\n';
+
+const NO_HEADERS = { hasStatus: false, lines: NONE };
 
 /** `NATS/1.0\r\nKey: value\r\n…\r\n\r\n` → pairs; the status line is not a header. */
 export function parseHeaderBlock(block: string): HeaderLines {

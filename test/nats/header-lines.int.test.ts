@@ -1,6 +1,12 @@
+import { jetstreamManager } from '@nats-io/jetstream';
 import { MsgHdrsImpl, headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headerLines, headerValue, parseHeaderBlock } from '../../runtime/nats/header-lines.js';
+import {
+  headerLines,
+  headerValue,
+  parseHeaderBlock,
+  receivedHeaders,
+} from '../../runtime/nats/header-lines.js';
 import { connectShared, uniqueName } from '../helpers/nats.js';
 
 const encoder = new TextEncoder();
@@ -76,6 +82,24 @@ describe('headerLines of a received message', () => {
     // The body is untouched, and nats.js still decodes the headers itself when asked.
     expect(new TextDecoder().decode(msg.data)).toBe('body');
     expect(msg.headers?.get('Content-Type')).toBe('application/json');
+  });
+
+  it('tells a status message (a direct get of a missing message) from headers without a status', async () => {
+    const h = headers();
+    h.set('Nats-Sequence', '7');
+    const plain = await receive(h);
+    expect(receivedHeaders(plain)).toEqual({ hasStatus: false, lines: [['Nats-Sequence', '7']] });
+
+    const stream = uniqueName('HL');
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], allow_direct: true });
+    try {
+      const missing = await nc.request(`$JS.API.DIRECT.GET.${stream}.${stream}.none`, undefined);
+      expect(receivedHeaders(missing).hasStatus).toBe(true);
+      expect(missing.headers?.code).toBe(404);
+    } finally {
+      await jsm.streams.delete(stream);
+    }
   });
 
   it('gives the same once nats.js has decoded them, and none for a message without headers', async () => {
