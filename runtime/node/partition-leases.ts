@@ -242,6 +242,11 @@ export class PartitionLeases {
   #holdUntil = 0;
   #renewTimer: TimerHandle | undefined;
   #deadlineTimer: TimerHandle | undefined;
+  /**
+   * No held lease ends before this (renewals only move deadlines later): {@link #expire}, asked
+   * on every request, looks at the leases only from then on.
+   */
+  #earliestDeadline = Infinity;
   #wakeTimer: { handle: TimerHandle; at: number } | undefined;
   #rebalanceQueued = false;
   #starting: Promise<void> | undefined;
@@ -780,13 +785,18 @@ export class PartitionLeases {
   #expire(): void {
     if (this.#held.size === 0) return;
     const now = this.#clock.now();
+    if (now < this.#earliestDeadline) return;
     let expired = 0;
+    let earliest = Infinity;
     for (const lease of [...this.#held.values()]) {
       if (lease.deadline <= now) {
         this.#drop(lease, 'expired');
         expired += 1;
+      } else {
+        earliest = Math.min(earliest, lease.deadline);
       }
     }
+    this.#earliestDeadline = earliest;
     if (expired > 0) {
       this.#logger.warn(
         { expired, owned: this.#held.size },
@@ -966,6 +976,7 @@ export class PartitionLeases {
       renewing: false,
     };
     this.#held.set(partition, lease);
+    this.#earliestDeadline = Math.min(this.#earliestDeadline, lease.deadline);
     this.#acquisitions += 1;
     this.#armDeadline();
     const event: PartitionAcquired = { partition, token: revision };
@@ -1165,28 +1176,19 @@ export function partitionOf(
       `partitionOf: partitions must be a positive integer, got ${String(partitions)}; use the count every node of the domain uses (default ${DEFAULT_PARTITIONS}).`,
     );
   }
-  return hash32(`${aggregate}/${id}`) % partitions;
+  return hash32(aggregate, id) % partitions;
 }
 
 const encoder = new TextEncoder();
 
-/** FNV-1a (32 bits) of the UTF-8 bytes of `text`, then murmur3's fmix32. */
-function hash32(text: string): number {
-  let hash = 0x811c9dc5;
-  let ascii = true;
-  // ASCII text is its own UTF-8: hashed from its char codes, without encoding it first.
-  for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
-    if (code > 0x7f) {
-      ascii = false;
-      break;
-    }
-    hash ^= code;
-    hash = Math.imul(hash, 0x01000193);
-  }
-  if (!ascii) {
+/** FNV-1a (32 bits) of the UTF-8 bytes of `head`, `/` and `tail`, then murmur3's fmix32. */
+function hash32(head: string, tail: string): number {
+  // ASCII text is its own UTF-8: hashed from its char codes, without joining or encoding it.
+  let hash = fnvAscii(0x811c9dc5, head);
+  if (hash !== undefined) hash = fnvAscii(Math.imul(hash ^ 0x2f, 0x01000193), tail);
+  if (hash === undefined) {
     hash = 0x811c9dc5;
-    for (const byte of encoder.encode(text)) {
+    for (const byte of encoder.encode(`${head}/${tail}`)) {
       hash ^= byte;
       hash = Math.imul(hash, 0x01000193);
     }
@@ -1199,10 +1201,22 @@ function hash32(text: string): number {
   return hash >>> 0;
 }
 
+/** FNV-1a steps over the char codes of ASCII `text`; undefined when it is not ASCII. */
+function fnvAscii(start: number, text: string): number | undefined {
+  let hash = start;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code > 0x7f) return undefined;
+    hash ^= code;
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash;
+}
+
 /** Partitions ordered by how much `node` wants them (rendezvous hashing), most wanted first. */
 function byPreference(node: string, partitions: readonly number[]): number[] {
   return partitions
-    .map((partition) => ({ partition, score: hash32(`${node}/${partition}`) }))
+    .map((partition) => ({ partition, score: hash32(node, String(partition)) }))
     .sort((a, b) => b.score - a.score || a.partition - b.partition)
     .map((entry) => entry.partition);
 }
