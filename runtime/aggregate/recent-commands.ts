@@ -17,11 +17,15 @@ export class RecentCommands {
   readonly #limit: number;
   readonly #kept: number;
   readonly #positions = new Map<string, number>();
-  /** The ids of #positions in the order they came: a ring, the oldest at #head once full. */
-  readonly #order: string[] = [];
+  /**
+   * The ids of #positions in the order they came: a ring, the oldest at #head once full. (Both
+   * arrays start as literals of their first element: `push` on an empty array reserves 17 slots,
+   * a quarter of a KB for each of the many actors that get one command.)
+   */
+  #order: string[] = [];
   #head = 0;
   /** The newest results, oldest first. */
-  readonly #results: CommandResult[] = [];
+  #results: CommandResult[] = [];
 
   constructor(limit: number) {
     this.#limit = limit;
@@ -69,8 +73,9 @@ export class RecentCommands {
         break;
       }
     }
-    results.push(result);
-    if (results.length > this.#kept) results.shift();
+    if (results.length === 0) this.#results = [result];
+    else results.push(result);
+    if (this.#results.length > this.#kept) this.#results.shift();
   }
 
   /** Remembers a command by id and the position of its commit. */
@@ -83,6 +88,10 @@ export class RecentCommands {
     }
     positions.set(id, position);
     const order = this.#order;
+    if (order.length === 0) {
+      this.#order = [id];
+      return;
+    }
     if (order.length < this.#limit) {
       order.push(id);
       return;
