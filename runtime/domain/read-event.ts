@@ -28,7 +28,7 @@ export function readEvent(definition: AnyAggregateDefinition, raw: StoredEvent):
     };
   }
   let data = raw.data;
-  const upcasters = definition.upcasters[raw.type] ?? [];
+  const upcasters = written < current ? (definition.upcasters[raw.type] ?? []) : [];
   for (let version = written; version < current; version++) {
     const upcast = upcasters[version - 1];
     if (upcast === undefined) break;
@@ -48,13 +48,13 @@ export function readEvent(definition: AnyAggregateDefinition, raw: StoredEvent):
       why: `"${raw.type}" data fails its schema: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
     };
   }
-  const { schemaVersion: _written, ...meta } = raw.meta;
-  return {
-    ok: true,
-    event: {
-      type: raw.type,
-      data: parsed.data,
-      meta: current === 1 ? meta : { ...meta, schemaVersion: current },
-    },
-  };
+  let meta = raw.meta;
+  if (current !== 1) {
+    meta = { ...raw.meta, schemaVersion: current };
+  } else if (raw.meta.schemaVersion !== undefined) {
+    const { schemaVersion: _written, ...rest } = raw.meta;
+    meta = rest;
+  }
+  // Without a schema version to change, the meta read is the event's (the caller's own copy).
+  return { ok: true, event: { type: raw.type, data: parsed.data, meta } };
 }
