@@ -65,7 +65,8 @@ export type ParsedCommandLine =
 export const USAGE = `Usage: npm run bench -- [options]
 
 Runs the jetactor benchmark: each scenario against fresh nats-servers it starts itself, side by
-side with the raw JetStream limit, hand-written JetStream code and Emmett on PostgreSQL.
+side with the raw JetStream limit, the request limit (raw requests to a process that appends and
+replies), hand-written JetStream code and Emmett on PostgreSQL.
 Progress goes to stderr, the table to stdout, every figure to bench/results/<date>.json.
 
 Options:
