@@ -66,15 +66,9 @@ export class RecentCommands {
   remember(result: CommandResult): void {
     if (this.#limit === 0) return;
     this.know(result.commandId, result.position);
-    const results = this.#results;
-    for (let index = 0; index < results.length; index++) {
-      if ((results[index] as CommandResult).commandId === result.commandId) {
-        results.splice(index, 1);
-        break;
-      }
-    }
-    if (results.length === 0) this.#results = [result];
-    else results.push(result);
+    this.#dropResult(result.commandId);
+    if (this.#results.length === 0) this.#results = [result];
+    else this.#results.push(result);
     if (this.#results.length > this.#kept) this.#results.shift();
   }
 
@@ -98,15 +92,19 @@ export class RecentCommands {
     }
     const oldest = order[this.#head] as string;
     positions.delete(oldest);
-    const results = this.#results;
-    for (let index = 0; index < results.length; index++) {
-      if ((results[index] as CommandResult).commandId === oldest) {
-        results.splice(index, 1);
-        break;
-      }
-    }
+    this.#dropResult(oldest);
     order[this.#head] = id;
     this.#head = (this.#head + 1) % this.#limit;
+  }
+
+  #dropResult(id: string): void {
+    const results = this.#results;
+    for (let index = 0; index < results.length; index++) {
+      if ((results[index] as CommandResult).commandId === id) {
+        results.splice(index, 1);
+        return;
+      }
+    }
   }
 
   /** The known ids with their positions, oldest first (what a snapshot carries). */

@@ -1005,8 +1005,8 @@ function addCounters(sum: RoutingCounters, add: RoutingCounters): void {
 }
 
 /**
- * The request with `timeoutMs` cut to what is left of the sender's wait since the node received
- * it (`started`, by `performance.now()`); throws `DEADLINE_EXCEEDED` when nothing is left.
+ * What is left of the sender's wait of `timeoutMs` since the node received the request
+ * (`started`, by `performance.now()`); throws `DEADLINE_EXCEEDED` when nothing is left.
  */
 function remainingTime(request: CommandRequest, timeoutMs: number, started: number): number {
   const remaining = remainingMs(timeoutMs, started);

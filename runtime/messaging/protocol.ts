@@ -1,8 +1,9 @@
-import { Match, headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
+import { headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { Codec } from '../codec/codec.js';
 import { JsonCodec } from '../codec/json-codec.js';
 import type { ErrorJSON } from '../errors.js';
 import { EncodedHeaders } from '../nats/encoded-headers.js';
+import { headerLines, headerValue } from '../nats/header-lines.js';
 
 /**
  * Headers of the command protocol. Every request header is optional; header names are matched
@@ -79,11 +80,7 @@ export type BodyFormat =
  * that way), else `codec`.
  */
 export function bodyFormat(msg: Msg, codec: Codec): BodyFormat {
-  return bodyFormatOf(
-    msg.headers?.get(commandHeaders.contentType, Match.IgnoreCase) ?? '',
-    msg.data,
-    codec,
-  );
+  return bodyFormatOf(headerValue(headerLines(msg), commandHeaders.contentType), msg.data, codec);
 }
 
 /** {@link bodyFormat} of a body `data` sent with the `Content-Type` `contentType` (or `''`). */

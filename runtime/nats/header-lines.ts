@@ -5,6 +5,11 @@ export type HeaderLines = readonly (readonly [key: string, value: string])[];
 
 const NONE: HeaderLines = [];
 
+const NO_HEADERS = { hasStatus: false, lines: NONE };
+
+/** The first line of a header block without a status. */
+const STATUS_LINE = 'NATS/1.0\r\n';
+
 /** The fields of nats.js' `MsgImpl` that hold a received message as it came (not public API). */
 interface ReceivedMsg {
   _headers?: unknown;
@@ -48,11 +53,6 @@ export function receivedHeaders(msg: Msg): { hasStatus: boolean; lines: HeaderLi
   for (const key of h.keys()) for (const value of h.values(key)) lines.push([key, value]);
   return { hasStatus: h.code !== 0, lines };
 }
-
-/** The first line of a header block without a status. */
-const STATUS_LINE = 'NATS/1.0\r\n';
-
-const NO_HEADERS = { hasStatus: false, lines: NONE };
 
 /** `NATS/1.0\r\nKey: value\r\n…\r\n\r\n` → pairs; the status line is not a header. */
 export function parseHeaderBlock(block: string): HeaderLines {
