@@ -19,6 +19,7 @@ export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 export const CONTENDER_KEYS = [
   'limit',
   'request-limit',
+  'floor',
   'hand-written',
   'emmett',
   'in-process',
@@ -66,7 +67,8 @@ export const USAGE = `Usage: npm run bench -- [options]
 
 Runs the jetactor benchmark: each scenario against fresh nats-servers it starts itself, side by
 side with the raw JetStream limit, the request limit (raw requests to a process that appends and
-replies), hand-written JetStream code and Emmett on PostgreSQL.
+replies), the floor (only what every jetactor command must do), hand-written JetStream code and
+Emmett on PostgreSQL.
 Progress goes to stderr, the table to stdout, every figure to bench/results/<date>.json.
 
 Options:

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createClient, type JetactorClient } from '../../runtime/messaging/client.js';
@@ -128,6 +128,7 @@ class NodeProcess {
       stream?.setEncoding('utf8');
       stream?.on('data', (chunk: string) => {
         this.#log = (this.#log + chunk).slice(-4_000);
+        if (nodeLog !== undefined) appendFileSync(nodeLog, chunk);
       });
     }
   }
@@ -181,6 +182,12 @@ class NodeProcess {
 function nodeFlags(): string[] {
   return (process.env.JETACTOR_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
 }
+
+/**
+ * Where the node processes' output goes as well, if anywhere: `JETACTOR_BENCH_NODE_LOG` (a file,
+ * appended to), e.g. to read `--trace-gc` given in `JETACTOR_BENCH_NODE_FLAGS`.
+ */
+const nodeLog = process.env.JETACTOR_BENCH_NODE_LOG || undefined;
 
 /** Kills node processes left running if this process exits without stopping them. */
 function registerExitHook(): void {

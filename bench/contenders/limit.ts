@@ -22,29 +22,21 @@ const WRONG_LAST_SEQUENCE = 10071;
 const utf8 = new TextDecoder();
 
 /**
- * The limit R: acknowledged appends as lean as they can be written. Plain `publish()` with a reply
- * subject under one wildcard acknowledgement subscription (no per-message inbox or timer), each
- * message with `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` (the last sequence this
- * writer saw on the subject), a payload of the size of a jetactor commit. No domain, no state, no
- * decoding beyond the acknowledgement. The headers are encoded as jetactor's appends encode them
- * (`EncodedHeaders`, cheaper than nats.js `headers()`), so the limit stays the leanest writer.
+ * Acknowledged appends as lean as they can be written: plain `publish()` with a reply subject
+ * under one wildcard acknowledgement subscription (no per-message inbox or timer), the stream
+ * sequence of each subject's last acknowledged append remembered.
  */
-export class LimitContender implements BankContender {
-  readonly name: string;
-  readonly #bench: BenchServer;
+export class AckedAppends {
+  /** Appends refused because the subject's last sequence was not the expected one. */
+  conflicts = 0;
   readonly #nc: NatsConnection;
-  readonly #payload: Uint8Array;
   readonly #inbox = createInbox();
   readonly #waiting = new Map<number, Waiting>();
   readonly #lastSequence = new Map<string, number>();
   #next = 1;
-  #conflicts = 0;
 
-  private constructor(name: string, bench: BenchServer, payloadSize: number) {
-    this.name = name;
-    this.#bench = bench;
-    this.#nc = bench.nc;
-    this.#payload = randomBytes(payloadSize);
+  constructor(nc: NatsConnection) {
+    this.#nc = nc;
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error === null) this.#onAck(msg);
@@ -52,43 +44,18 @@ export class LimitContender implements BankContender {
     });
   }
 
-  /** Starts a fresh server with a stream `limit` on `limit.>`. */
-  static async start(name: string, payloadSize: number): Promise<LimitContender> {
-    const bench = await startBenchServer(name);
-    await createRawStream(bench.nc, 'limit', 'limit.>');
-    return new LimitContender(name, bench, payloadSize);
+  /** The sequence of the subject's last append acknowledged here; 0 before the first. */
+  lastSequenceOf(subject: string): number {
+    return this.#lastSequence.get(subject) ?? 0;
   }
 
-  /** Nothing to open: the limit has no domain. */
-  open(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  deposit(id: string): Promise<number> {
-    const subject = `limit.${id}`;
-    const h = new EncodedHeaders([
-      ['Nats-Msg-Id', randomUUID()],
-      ['Nats-Expected-Last-Subject-Sequence', String(this.#lastSequence.get(subject) ?? 0)],
-    ]);
+  /** Publishes one message; resolves with its stream sequence once acknowledged. */
+  append(subject: string, payload: Uint8Array, headers: EncodedHeaders): Promise<number> {
     const ackId = this.#next++;
     return new Promise<number>((resolve, reject) => {
       this.#waiting.set(ackId, { subject, resolve, reject });
-      this.#nc.publish(subject, this.#payload, { reply: `${this.#inbox}.${ackId}`, headers: h });
+      this.#nc.publish(subject, payload, { reply: `${this.#inbox}.${ackId}`, headers });
     });
-  }
-
-  processes(): WatchedProcess[] {
-    return benchProcesses(this.#bench);
-  }
-
-  takeCounters(): Record<string, number> {
-    const counters = { conflicts: this.#conflicts };
-    this.#conflicts = 0;
-    return counters;
-  }
-
-  async close(): Promise<void> {
-    await this.#bench.close();
   }
 
   #onAck(msg: Msg): void {
@@ -107,11 +74,67 @@ export class LimitContender implements BankContender {
       error?: { err_code?: number; description?: string };
     };
     if (ack.error !== undefined || typeof ack.seq !== 'number') {
-      if (ack.error?.err_code === WRONG_LAST_SEQUENCE) this.#conflicts += 1;
+      if (ack.error?.err_code === WRONG_LAST_SEQUENCE) this.conflicts += 1;
       waiting.reject(new Error(`append refused: ${ack.error?.description ?? 'no sequence'}`));
       return;
     }
     this.#lastSequence.set(waiting.subject, ack.seq);
     waiting.resolve(ack.seq);
+  }
+}
+
+/**
+ * The limit R: acknowledged appends as lean as they can be written ({@link AckedAppends}), each
+ * message with `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` (the last sequence this
+ * writer saw on the subject), a payload of the size of a jetactor commit. No domain, no state, no
+ * decoding beyond the acknowledgement. The headers are encoded as jetactor's appends encode them
+ * (`EncodedHeaders`, cheaper than nats.js `headers()`), so the limit stays the leanest writer.
+ */
+export class LimitContender implements BankContender {
+  readonly name: string;
+  readonly #bench: BenchServer;
+  readonly #payload: Uint8Array;
+  readonly #appends: AckedAppends;
+
+  private constructor(name: string, bench: BenchServer, payloadSize: number) {
+    this.name = name;
+    this.#bench = bench;
+    this.#payload = randomBytes(payloadSize);
+    this.#appends = new AckedAppends(bench.nc);
+  }
+
+  /** Starts a fresh server with a stream `limit` on `limit.>`. */
+  static async start(name: string, payloadSize: number): Promise<LimitContender> {
+    const bench = await startBenchServer(name);
+    await createRawStream(bench.nc, 'limit', 'limit.>');
+    return new LimitContender(name, bench, payloadSize);
+  }
+
+  /** Nothing to open: the limit has no domain. */
+  open(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  deposit(id: string): Promise<number> {
+    const subject = `limit.${id}`;
+    const h = new EncodedHeaders([
+      ['Nats-Msg-Id', randomUUID()],
+      ['Nats-Expected-Last-Subject-Sequence', String(this.#appends.lastSequenceOf(subject))],
+    ]);
+    return this.#appends.append(subject, this.#payload, h);
+  }
+
+  processes(): WatchedProcess[] {
+    return benchProcesses(this.#bench);
+  }
+
+  takeCounters(): Record<string, number> {
+    const counters = { conflicts: this.#appends.conflicts };
+    this.#appends.conflicts = 0;
+    return counters;
+  }
+
+  async close(): Promise<void> {
+    await this.#bench.close();
   }
 }

@@ -7,6 +7,7 @@ import { EmmettContender, postgresUrl } from './emmett.js';
 import { HandWrittenContender } from './hand-written.js';
 import { JetactorEndToEndContender, endToEndAvailability } from './jetactor-end-to-end.js';
 import { JetactorInProcessContender } from './jetactor-in-process.js';
+import { FloorContender } from './floor.js';
 import { LimitContender } from './limit.js';
 import { RequestLimitContender } from './request-limit.js';
 
@@ -14,6 +15,7 @@ import { RequestLimitContender } from './request-limit.js';
 export const contenderNames = Object.freeze({
   limit: 'limit R (raw appends)',
   requestLimit: 'request limit (raw request, append, reply)',
+  floor: 'floor (XState, zod, envelope, append)',
   handWritten: 'hand-written',
   emmett: 'Emmett + PostgreSQL',
   inProcess: 'jetactor in-process',
@@ -75,6 +77,9 @@ export async function startContenders(
     await attempt(names.requestLimit, () =>
       RequestLimitContender.start(names.requestLimit, context.payloadSize),
     );
+  }
+  if (wanted('floor', choice.floor)) {
+    await attempt(names.floor, () => FloorContender.start(names.floor));
   }
   if (wanted('hand-written', choice.handWritten)) {
     await attempt(names.handWritten, () =>

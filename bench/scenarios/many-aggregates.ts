@@ -19,6 +19,7 @@ export const manyAggregates: Scenario = {
     const started = await startContenders(context, NAME, {
       limit: true,
       requestLimit: true,
+      floor: true,
       handWritten: true,
       emmett: true,
       inProcess: true,
@@ -47,6 +48,7 @@ export const manyAggregates: Scenario = {
       const value = (name: string): number | undefined => rows.get(name)?.value;
       const hand = value(started.names.handWritten);
       const requestLimit = value(started.names.requestLimit);
+      const floor = value(started.names.floor);
       const emmett = value(started.names.emmett);
       for (const [name, row] of rows) {
         if (R !== undefined && row.value !== undefined) row.ratioToR = row.value / R;
@@ -56,11 +58,18 @@ export const manyAggregates: Scenario = {
           row.note =
             "the bound of end-to-end: this process sends raw NATS requests, a responder process makes the limit's acknowledged append and replies (the same 4 messages per command and 3 processes as jetactor end-to-end, no work of their own)";
         }
+        if (name === started.names.floor) {
+          row.note =
+            "the bound of in-process: per deposit only what every jetactor command does (zod on input and event, the domain's decide, the account's XState actor, jetactor's commit envelope, the limit's append); no mailbox, command ids, supervisor or node";
+        }
         if (name === started.names.emmett) {
           row.note =
             'PostgreSQL 15 on this machine; Emmett defaults (node-postgres pool of 10 connections), retry on version conflict';
         }
         if (name === started.names.inProcess) {
+          if (floor !== undefined && row.value !== undefined) {
+            row.note = `${(row.value / floor).toFixed(2)}× the floor`;
+          }
           row.checks.push(ratioOfR(0.7, row.value, R), timesOf(2, 'hand-written', row.value, hand));
         }
       }

@@ -38,6 +38,7 @@ describe('npm run bench (smoke run)', () => {
     for (const name of [
       'limit R (raw appends)',
       'request limit (raw request, append, reply)',
+      'floor (XState, zod, envelope, append)',
       'hand-written',
       'jetactor in-process',
       'jetactor end-to-end',
@@ -52,6 +53,7 @@ describe('npm run bench (smoke run)', () => {
     const emmett = byContender.get('Emmett + PostgreSQL');
     expect(emmett?.status === 'measured' ? emmett.value : emmett?.note).toBeTruthy();
     const inProcess = byContender.get('jetactor in-process');
+    expect(inProcess?.note).toMatch(/^\d+\.\d\d× the floor$/);
     expect(inProcess?.checks.map((check) => check.target)).toEqual([
       '≥ 0.7 R',
       '≥ 2× hand-written',
