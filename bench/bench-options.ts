@@ -20,6 +20,7 @@ export const CONTENDER_KEYS = [
   'limit',
   'request-limit',
   'floor',
+  'floor-end-to-end',
   'hand-written',
   'emmett',
   'in-process',

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createActor, type AnyActor, type AnyMachineSnapshot } from 'xstate';
+import type { NatsConnection } from '@nats-io/transport-node';
 import {
   MsgpackCodec,
   systemClock,
+  type CommandResult,
   type DecideContext,
   type StoredEvent,
 } from '../../runtime/index.js';
@@ -35,34 +37,31 @@ type Decided = { events: { type: string; data: unknown }[]; response: unknown };
  * with the event metadata and the command record) and appended as the limit appends (plain
  * publish, `Nats-Msg-Id` = the command id, `Nats-Expected-Last-Subject-Sequence`, one
  * acknowledgement subscription). No mailbox, group commit, remembered command ids, supervisor,
- * node, errors or replies. What it reaches bounds what jetactor in-process can reach on this
- * machine, whatever the rest of the runtime costs.
+ * node or errors. Accounts live in memory, opened without an append.
  */
-export class FloorContender implements BankContender {
-  readonly name: string;
-  readonly #bench: BenchServer;
+export class FloorAccounts {
   readonly #appends: AckedAppends;
   readonly #accounts = new Map<string, FloorAccount>();
   readonly #codec = new MsgpackCodec();
   readonly #deposit = Account.commands.deposit;
   readonly #events = Account.events;
 
-  private constructor(name: string, bench: BenchServer) {
-    this.name = name;
-    this.#bench = bench;
-    this.#appends = new AckedAppends(bench.nc);
+  /** Appends to `floor.Account.<id>` over `nc` (a stream must take `floor.>`). */
+  constructor(nc: NatsConnection) {
+    this.#appends = new AckedAppends(nc);
   }
 
-  /** Starts a fresh server with a stream `floor` on `floor.>`. */
-  static async start(name: string): Promise<FloorContender> {
-    const bench = await startBenchServer(name);
-    await createRawStream(bench.nc, 'floor', 'floor.>');
-    return new FloorContender(name, bench);
+  /** Appends refused on a wrong expected sequence, since the last call. */
+  takeConflicts(): number {
+    const conflicts = this.#appends.conflicts;
+    this.#appends.conflicts = 0;
+    return conflicts;
   }
 
-  /** Opens the accounts in memory: a live actor each, opened; nothing is appended. */
-  open(ids: readonly string[]): Promise<void> {
-    for (const id of ids) {
+  /** The account's live actor, opened on first use. */
+  open(id: string): FloorAccount {
+    let account = this.#accounts.get(id);
+    if (account === undefined) {
       const actor = createActor(Account.machine).start();
       actor.send({
         type: 'Opened',
@@ -78,14 +77,15 @@ export class FloorContender implements BankContender {
           causationId: `open-${id}`,
         },
       });
-      this.#accounts.set(id, { actor, version: 1, subject: `floor.Account.${id}` });
+      account = { actor, version: 1, subject: `floor.Account.${id}` };
+      this.#accounts.set(id, account);
     }
-    return Promise.resolve();
+    return account;
   }
 
-  async deposit(id: string, amount: number): Promise<unknown> {
-    const account = this.#accounts.get(id);
-    if (account === undefined) throw new Error(`account ${id} was not opened`);
+  /** One deposit; resolves with what jetactor replies (its `CommandResult`) once appended. */
+  async deposit(id: string, amount: unknown): Promise<CommandResult> {
+    const account = this.open(id);
     const input = this.#deposit.input.parse({ amount });
     const commandId = randomUUID();
     const ctx: DecideContext = {
@@ -132,7 +132,52 @@ export class FloorContender implements BankContender {
     ]);
     const position = await this.#appends.append(account.subject, payload, h);
     account.version += events.length;
-    return { commandId, version: account.version, position, response: decided.response };
+    return {
+      commandId,
+      version: account.version,
+      events,
+      response: decided.response,
+      duplicate: false,
+      position,
+    };
+  }
+
+  /** Stops every actor. */
+  stop(): void {
+    for (const account of this.#accounts.values()) account.actor.stop();
+  }
+}
+
+/**
+ * The floor in this process ({@link FloorAccounts}): what it reaches bounds what jetactor
+ * in-process can reach on this machine, whatever the rest of the runtime costs.
+ */
+export class FloorContender implements BankContender {
+  readonly name: string;
+  readonly #bench: BenchServer;
+  readonly #accounts: FloorAccounts;
+
+  private constructor(name: string, bench: BenchServer) {
+    this.name = name;
+    this.#bench = bench;
+    this.#accounts = new FloorAccounts(bench.nc);
+  }
+
+  /** Starts a fresh server with a stream `floor` on `floor.>`. */
+  static async start(name: string): Promise<FloorContender> {
+    const bench = await startBenchServer(name);
+    await createRawStream(bench.nc, 'floor', 'floor.>');
+    return new FloorContender(name, bench);
+  }
+
+  /** Opens the accounts in memory: a live actor each, opened; nothing is appended. */
+  open(ids: readonly string[]): Promise<void> {
+    for (const id of ids) this.#accounts.open(id);
+    return Promise.resolve();
+  }
+
+  deposit(id: string, amount: number): Promise<unknown> {
+    return this.#accounts.deposit(id, amount);
   }
 
   processes(): WatchedProcess[] {
@@ -140,13 +185,11 @@ export class FloorContender implements BankContender {
   }
 
   takeCounters(): Record<string, number> {
-    const counters = { conflicts: this.#appends.conflicts };
-    this.#appends.conflicts = 0;
-    return counters;
+    return { conflicts: this.#accounts.takeConflicts() };
   }
 
   async close(): Promise<void> {
-    for (const account of this.#accounts.values()) account.actor.stop();
+    this.#accounts.stop();
     await this.#bench.close();
   }
 }

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { MsgpackCodec } from '../../runtime/index.js';
 import {
   benchProcesses,
   createRawStream,
@@ -11,13 +12,23 @@ import type { BankContender } from '../contender.js';
 import type { WatchedProcess } from '../process-cpu.js';
 
 const responderScript = fileURLToPath(new URL('../request-limit-responder.js', import.meta.url));
+const floorResponderScript = fileURLToPath(new URL('../floor-responder.js', import.meta.url));
 
 /** A deposit's input as the typed client sends it, in JSON: the request body of every command. */
 const requestBody = new TextEncoder().encode(JSON.stringify({ amount: 100 }));
 
 interface Waiting {
-  resolve: (msg: Msg) => void;
+  resolve: (reply: unknown) => void;
   reject: (error: Error) => void;
+}
+
+/** Who answers the requests, and how this process reads the replies. */
+interface Responder {
+  child: ChildProcess;
+  /** Subject prefix of the requests, `<prefix><account>`. */
+  prefix: string;
+  /** What a reply becomes here. */
+  read: (msg: Msg) => unknown;
 }
 
 /**
@@ -33,15 +44,19 @@ export class RequestLimitContender implements BankContender {
   readonly #bench: BenchServer;
   readonly #nc: NatsConnection;
   readonly #responder: ChildProcess;
+  readonly #prefix: string;
+  readonly #read: (msg: Msg) => unknown;
   readonly #inbox = createInbox();
   readonly #waiting = new Map<number, Waiting>();
   #next = 1;
 
-  private constructor(name: string, bench: BenchServer, responder: ChildProcess) {
+  private constructor(name: string, bench: BenchServer, responder: Responder) {
     this.name = name;
     this.#bench = bench;
     this.#nc = bench.nc;
-    this.#responder = responder;
+    this.#responder = responder.child;
+    this.#prefix = responder.prefix;
+    this.#read = responder.read;
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error !== null) return;
@@ -52,7 +67,14 @@ export class RequestLimitContender implements BankContender {
         if (msg.headers?.hasError) {
           waiting.reject(new Error(`no reply: ${msg.headers.code} ${msg.headers.description}`));
         } else {
-          waiting.resolve(msg);
+          let reply: unknown;
+          try {
+            reply = this.#read(msg);
+          } catch (failure) {
+            waiting.reject(failure instanceof Error ? failure : new Error(String(failure)));
+            return;
+          }
+          waiting.resolve(reply);
         }
       },
     });
@@ -63,8 +85,38 @@ export class RequestLimitContender implements BankContender {
     const bench = await startBenchServer(name);
     try {
       await createRawStream(bench.nc, 'limit', 'limit.>');
-      const responder = await startResponder(bench.server.url, payloadSize);
-      return new RequestLimitContender(name, bench, responder);
+      const child = await startResponder(responderScript, [bench.server.url, String(payloadSize)]);
+      return new RequestLimitContender(name, bench, {
+        child,
+        prefix: 'rlimit.',
+        read: (msg) => msg,
+      });
+    } catch (error) {
+      await bench.close();
+      throw error;
+    }
+  }
+
+  /**
+   * The end-to-end floor: the same path with the floor's work in the responder
+   * (bench/floor-responder.ts) and its msgpack reply, as jetactor replies, decoded here. What it
+   * reaches bounds what jetactor end-to-end can reach on this machine.
+   */
+  static async startFloor(name: string): Promise<RequestLimitContender> {
+    const bench = await startBenchServer(name);
+    try {
+      await createRawStream(bench.nc, 'floor', 'floor.>');
+      const child = await startResponder(floorResponderScript, [bench.server.url]);
+      const codec = new MsgpackCodec();
+      return new RequestLimitContender(name, bench, {
+        child,
+        prefix: 'rfloor.',
+        read: (msg) => {
+          const reply = codec.decode(msg.data) as { error?: string };
+          if (reply.error !== undefined) throw new Error(reply.error);
+          return reply;
+        },
+      });
     } catch (error) {
       await bench.close();
       throw error;
@@ -76,11 +128,13 @@ export class RequestLimitContender implements BankContender {
     return Promise.resolve();
   }
 
-  deposit(id: string): Promise<Msg> {
+  deposit(id: string): Promise<unknown> {
     const requestId = this.#next++;
-    return new Promise<Msg>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       this.#waiting.set(requestId, { resolve, reject });
-      this.#nc.publish(`rlimit.${id}`, requestBody, { reply: `${this.#inbox}.${requestId}` });
+      this.#nc.publish(`${this.#prefix}${id}`, requestBody, {
+        reply: `${this.#inbox}.${requestId}`,
+      });
     });
   }
 
@@ -101,9 +155,9 @@ export class RequestLimitContender implements BankContender {
   }
 }
 
-/** Spawns the responder and resolves once it says it is subscribed. */
-function startResponder(url: string, payloadSize: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [responderScript, url, String(payloadSize)], {
+/** Spawns a responder and resolves once it says it is subscribed. */
+function startResponder(script: string, args: string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   process.once('exit', () => child.kill('SIGKILL'));
@@ -111,7 +165,7 @@ function startResponder(url: string, payloadSize: number): Promise<ChildProcess>
     let output = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`the request limit responder did not start within 30 s: ${output}`));
+      reject(new Error(`the responder ${script} did not start within 30 s: ${output}`));
     }, 30_000);
     for (const stream of [child.stdout, child.stderr]) {
       stream?.setEncoding('utf8');
@@ -125,7 +179,7 @@ function startResponder(url: string, payloadSize: number): Promise<ChildProcess>
     }
     child.once('close', (code) => {
       clearTimeout(timer);
-      reject(new Error(`the request limit responder exited (${String(code)}): ${output}`));
+      reject(new Error(`the responder ${script} exited (${String(code)}): ${output}`));
     });
   });
 }

@@ -16,6 +16,7 @@ export const contenderNames = Object.freeze({
   limit: 'limit R (raw appends)',
   requestLimit: 'request limit (raw request, append, reply)',
   floor: 'floor (XState, zod, envelope, append)',
+  floorEndToEnd: 'floor end-to-end (request, floor, reply)',
   handWritten: 'hand-written',
   emmett: 'Emmett + PostgreSQL',
   inProcess: 'jetactor in-process',
@@ -80,6 +81,9 @@ export async function startContenders(
   }
   if (wanted('floor', choice.floor)) {
     await attempt(names.floor, () => FloorContender.start(names.floor));
+  }
+  if (wanted('floor-end-to-end', choice.floorEndToEnd)) {
+    await attempt(names.floorEndToEnd, () => RequestLimitContender.startFloor(names.floorEndToEnd));
   }
   if (wanted('hand-written', choice.handWritten)) {
     await attempt(names.handWritten, () =>

@@ -20,6 +20,7 @@ export const manyAggregates: Scenario = {
       limit: true,
       requestLimit: true,
       floor: true,
+      floorEndToEnd: true,
       handWritten: true,
       emmett: true,
       inProcess: true,
@@ -49,6 +50,7 @@ export const manyAggregates: Scenario = {
       const hand = value(started.names.handWritten);
       const requestLimit = value(started.names.requestLimit);
       const floor = value(started.names.floor);
+      const floorEndToEnd = value(started.names.floorEndToEnd);
       const emmett = value(started.names.emmett);
       for (const [name, row] of rows) {
         if (R !== undefined && row.value !== undefined) row.ratioToR = row.value / R;
@@ -61,6 +63,10 @@ export const manyAggregates: Scenario = {
         if (name === started.names.floor) {
           row.note =
             "the bound of in-process: per deposit only what every jetactor command does (zod on input and event, the domain's decide, the account's XState actor, jetactor's commit envelope, the limit's append); no mailbox, command ids, supervisor or node";
+        }
+        if (name === started.names.floorEndToEnd) {
+          row.note =
+            "the bound of end-to-end: the request limit's path with the floor's work in the responder, its reply a msgpack CommandResult as jetactor's, decoded by this process";
         }
         if (name === started.names.emmett) {
           row.note =
@@ -86,9 +92,14 @@ export const manyAggregates: Scenario = {
       }
       const e2e = rows.get(started.names.endToEnd);
       if (e2e !== undefined) {
+        const of: string[] = [];
         if (requestLimit !== undefined && e2e.value !== undefined) {
-          e2e.note = `${(e2e.value / requestLimit).toFixed(2)}× the request limit`;
+          of.push(`${(e2e.value / requestLimit).toFixed(2)}× the request limit`);
         }
+        if (floorEndToEnd !== undefined && e2e.value !== undefined) {
+          of.push(`${(e2e.value / floorEndToEnd).toFixed(2)}× the end-to-end floor`);
+        }
+        if (of.length > 0) e2e.note = of.join(', ');
         e2e.checks.push(
           ratioOfR(0.4, e2e.value, R),
           timesOf(2, 'hand-written', e2e.value, hand),

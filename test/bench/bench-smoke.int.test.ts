@@ -39,6 +39,7 @@ describe('npm run bench (smoke run)', () => {
       'limit R (raw appends)',
       'request limit (raw request, append, reply)',
       'floor (XState, zod, envelope, append)',
+      'floor end-to-end (request, floor, reply)',
       'hand-written',
       'jetactor in-process',
       'jetactor end-to-end',
@@ -54,6 +55,9 @@ describe('npm run bench (smoke run)', () => {
     expect(emmett?.status === 'measured' ? emmett.value : emmett?.note).toBeTruthy();
     const inProcess = byContender.get('jetactor in-process');
     expect(inProcess?.note).toMatch(/^\d+\.\d\d× the floor$/);
+    expect(byContender.get('jetactor end-to-end')?.note).toMatch(
+      /^\d+\.\d\d× the request limit, \d+\.\d\d× the end-to-end floor$/,
+    );
     expect(inProcess?.checks.map((check) => check.target)).toEqual([
       '≥ 0.7 R',
       '≥ 2× hand-written',

@@ -1,0 +1,55 @@
+/**
+ * Child process of the end-to-end floor contender ({@link RequestLimitContender.startFloor}): the
+ * request limit's responder with the floor's work in it. It answers each request on
+ * `rfloor.<account>` (a JSON body `{"amount":…}`, as the typed client sends a deposit) with the
+ * floor's deposit ({@link FloorAccounts}: zod, the domain's decide, the account's XState actor,
+ * jetactor's envelope, the limit's append) and replies with its result encoded as jetactor
+ * replies (msgpack `CommandResult`: version, events with their metadata, response).
+ *
+ *   node dist/bench/floor-responder.js <nats url>
+ *
+ * Prints `ready` on stdout once it is subscribed.
+ */
+import { connect } from '@nats-io/transport-node';
+import { MsgpackCodec } from '../runtime/index.js';
+import { FloorAccounts } from './contenders/floor.js';
+
+const utf8 = new TextDecoder();
+
+async function main(): Promise<void> {
+  const [url] = process.argv.slice(2);
+  if (url === undefined) throw new Error('usage: floor-responder.js <nats url>');
+  const nc = await connect({ servers: url, name: 'bench floor responder' });
+  const accounts = new FloorAccounts(nc);
+  const codec = new MsgpackCodec();
+  nc.subscribe('rfloor.>', {
+    queue: 'rfloor',
+    callback: (error, request) => {
+      if (error !== null) return;
+      const id = request.subject.slice('rfloor.'.length);
+      let amount: unknown;
+      try {
+        amount = (JSON.parse(utf8.decode(request.data)) as { amount?: unknown }).amount;
+      } catch {
+        amount = undefined;
+      }
+      accounts.deposit(id, amount).then(
+        (result) => request.respond(codec.encode(result)),
+        (failure: unknown) => request.respond(codec.encode({ error: String(failure) })),
+      );
+    },
+  });
+  await nc.flush();
+  process.stdout.write('ready\n');
+  const stop = (): void => {
+    accounts.stop();
+    void nc.drain().finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`floor-responder: ${String(error)}\n`);
+  process.exit(1);
+});
