@@ -1,6 +1,5 @@
 import type { Codec } from './codec.js';
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -13,7 +12,8 @@ export class JsonCodec implements Codec {
   encode(value: unknown): Uint8Array {
     const text = JSON.stringify(value);
     if (text === undefined) throw new TypeError(`${String(value)} has no JSON form`);
-    return encoder.encode(text);
+    // A slice of Node's buffer pool: TextEncoder makes a new ArrayBuffer each time (~0.5 µs).
+    return Buffer.from(text, 'utf8');
   }
 
   decode(bytes: Uint8Array): unknown {
