@@ -26,6 +26,7 @@ import type { Logger } from '../logger.js';
 import { isIdentifier, whyNotSubjectToken } from '../names.js';
 import type { DomainNode } from '../node/domain-node.js';
 import { headerLines, headerValue, type HeaderLines } from '../nats/header-lines.js';
+import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import {
   DEFAULT_PREFIX,
@@ -304,6 +305,8 @@ export class CommandRouter {
     const config = parsed.data;
     this.#node = config.node;
     this.#nc = config.connection;
+    // Every request is answered with one publish: see poolProtocolLines.
+    poolProtocolLines(this.#nc);
     this.#prefix = config.prefix;
     this.#codec = config.codec ?? new MsgpackCodec();
     this.#maxPayloadBytes = config.maxPayloadBytes;

@@ -8,6 +8,7 @@ import {
 } from '@nats-io/transport-node';
 import type { Clock, TimerHandle } from '../clock.js';
 import { inboxPrefixOf, permissionViolationOf } from './permission-denied.js';
+import { poolProtocolLines } from './pooled-protocol-lines.js';
 
 /** A request that got no reply in time. */
 export class ReplyTimeoutError extends Error {
@@ -73,6 +74,7 @@ export class ReplyPipeline {
 
   constructor(nc: NatsConnection, clock: Clock, timeoutMs: number) {
     this.#nc = nc;
+    poolProtocolLines(nc);
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
     this.#prefix = createInbox(inboxPrefixOf(nc));
