@@ -12,9 +12,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { connect, createInbox, type Msg } from '@nats-io/transport-node';
 import { EncodedHeaders } from '../runtime/nats/encoded-headers.js';
+import { poolProtocolLines } from '../runtime/nats/pooled-protocol-lines.js';
 
 const utf8 = new TextDecoder();
-const encoder = new TextEncoder();
 
 async function main(): Promise<void> {
   const [url, size] = process.argv.slice(2);
@@ -23,6 +23,7 @@ async function main(): Promise<void> {
     throw new Error('usage: request-limit-responder.js <nats url> <payload bytes>');
   }
   const nc = await connect({ servers: url, name: 'bench request limit responder' });
+  poolProtocolLines(nc);
   const payload = randomBytes(payloadSize);
   const inbox = createInbox();
   const waiting = new Map<number, { subject: string; request: Msg }>();
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
       waiting.delete(ackId);
       const body = JSON.parse(utf8.decode(ack.data)) as { seq?: number };
       if (typeof body.seq === 'number') lastSequence.set(pending.subject, body.seq);
-      pending.request.respond(encoder.encode(String(body.seq ?? 0)));
+      pending.request.respond(Buffer.from(String(body.seq ?? 0)));
     },
   });
   nc.subscribe('rlimit.>', {

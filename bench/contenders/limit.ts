@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
+import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import {
   benchProcesses,
   createRawStream,
@@ -24,7 +25,8 @@ const utf8 = new TextDecoder();
 /**
  * Acknowledged appends as lean as they can be written: plain `publish()` with a reply subject
  * under one wildcard acknowledgement subscription (no per-message inbox or timer), the stream
- * sequence of each subject's last acknowledged append remembered.
+ * sequence of each subject's last acknowledged append remembered, the protocol line of each
+ * publish in a slice of Node's buffer pool as on jetactor's connections (`poolProtocolLines`).
  */
 export class AckedAppends {
   /** Appends refused because the subject's last sequence was not the expected one. */
@@ -37,6 +39,8 @@ export class AckedAppends {
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
+    // As jetactor's connections write them: the leanest writer has every trick jetactor has.
+    poolProtocolLines(nc);
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error === null) this.#onAck(msg);

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { MsgpackCodec } from '../../runtime/index.js';
+import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import {
   benchProcesses,
   createRawStream,
@@ -57,6 +58,7 @@ export class RequestLimitContender implements BankContender {
     this.#responder = responder.child;
     this.#prefix = responder.prefix;
     this.#read = responder.read;
+    poolProtocolLines(this.#nc);
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error !== null) return;
