@@ -77,6 +77,9 @@ interface Envelope {
   attempts: number;
 }
 
+/** The results recalled in a batch that needed none. */
+const NOTHING_RECALLED: ReadonlyMap<string, CommandResult> = new Map();
+
 /** `inBatch`: a duplicate of a command decided in the same batch, so stored by the same commit. */
 type Outcome =
   { ok: true; result: CommandResult; inBatch?: true } | { ok: false; error: JetactorError };
@@ -280,15 +283,16 @@ export class AggregateActor {
     const { options } = this.#deps;
     let checks = 0;
     let batch = taken;
-    // First results read back from their commits, for commands sent again.
-    const recalled = new Map<string, CommandResult>();
+    // First results read back from their commits, for commands sent again (made when needed).
+    let recalled: Map<string, CommandResult> | undefined;
     for (;;) {
       // Commands whose sender stopped waiting are not started (see CommandOptions.timeoutMs).
       batch = this.#dropExpired(batch);
       if (batch.length === 0) return;
       // Commands known only by id (replayed, or caught up after a conflict) are answered with
       // their first result: read it back before deciding.
-      if (this.#recent.someOnlyById && this.#mustRecall(batch, recalled)) {
+      if (this.#recent.someOnlyById && this.#mustRecall(batch, recalled ?? NOTHING_RECALLED)) {
+        recalled ??= new Map();
         const unread = await this.#recallKnown(batch, recalled);
         if (unread !== undefined) {
           // Stored once already: deciding it again could refuse it, or apply it twice.
@@ -302,7 +306,7 @@ export class AggregateActor {
           return;
         }
       }
-      const decided = this.#decideBatch(batch, recalled);
+      const decided = this.#decideBatch(batch, recalled ?? NOTHING_RECALLED);
       if (decided.events.length === 0) {
         // Nothing to store, so no expected-sequence check confirms the state these answers were
         // decided on (a refusal, a read such as a status): another node may have appended since.
@@ -371,7 +375,7 @@ export class AggregateActor {
         return;
       }
       this.#transition('REPLAYED');
-      if (duplicate) await this.#recall(duplicateAt, decided.records, recalled);
+      if (duplicate) await this.#recall(duplicateAt, decided.records, (recalled ??= new Map()));
       const conflict = duplicate || isConflictError(error);
       if (!conflict) {
         this.#rejectAll(batch, storeFailed(this.stream, error));
