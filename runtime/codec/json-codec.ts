@@ -5,6 +5,9 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 /**
  * JSON as UTF-8 text: what the `nats` CLI and curl-minded tools send. `undefined` fields are
  * dropped; binary data does not survive (use msgpack for that).
+ *
+ * `encode` may return a slice of Node's shared buffer pool (a `Buffer`): to keep many encoded
+ * values for long, copy them (`new Uint8Array(bytes)`), or each keeps its 8 KiB pool block alive.
  */
 export class JsonCodec implements Codec {
   readonly contentType = 'application/json';

@@ -5,6 +5,9 @@ import { MsgpackWriter } from './msgpack-writer.js';
 /**
  * MessagePack, the default codec: compact, fast, and keeps binary data. `undefined` fields are
  * dropped, as in JSON.
+ *
+ * `encode` may return a slice of Node's shared buffer pool (a `Buffer`): to keep many encoded
+ * values for long, copy them (`new Uint8Array(bytes)`), or each keeps its 8 KiB pool block alive.
  */
 export class MsgpackCodec implements Codec {
   readonly contentType = 'application/msgpack';

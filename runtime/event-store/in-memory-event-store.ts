@@ -91,7 +91,9 @@ export class InMemoryEventStore implements EventStore {
       events: request.events,
       commands: request.commands,
     };
-    log.commits.push(this.#codec.encode(commit));
+    // Bytes of its own: an encoded value may be a slice of Node's shared buffer pool, which one
+    // kept slice would keep whole.
+    log.commits.push(new Uint8Array(this.#codec.encode(commit)));
     if (positions === undefined) log.streams.set(key, [position]);
     else positions.push(position);
     log.dedup.set(request.dedupId, { position, at: now });

@@ -26,7 +26,8 @@ export class InMemorySnapshotStore implements SnapshotStore {
   }
 
   save(stream: StreamRef, snapshot: Snapshot): Promise<void> {
-    this.#snapshots.set(streamKey(stream), this.#codec.encode(snapshot));
+    // Bytes of their own, not a slice of Node's shared buffer pool (see InMemoryEventStore).
+    this.#snapshots.set(streamKey(stream), new Uint8Array(this.#codec.encode(snapshot)));
     return Promise.resolve();
   }
 
