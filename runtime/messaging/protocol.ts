@@ -95,9 +95,18 @@ export function bodyFormatOf(contentType: string, data: Uint8Array, codec: Codec
   return { ok: true, codec: empty || startsLikeJson(data) ? jsonCodec : codec, empty };
 }
 
+/** Media types by `Content-Type` value: a node sees the same few on every request. */
+const mediaTypes = new Map<string, string>();
+
 /** `application/json; charset=utf-8` → `application/json`. */
 export function mediaType(value: string): string {
-  return (value.split(';')[0] ?? '').trim().toLowerCase();
+  let media = mediaTypes.get(value);
+  if (media === undefined) {
+    media = (value.split(';')[0] ?? '').trim().toLowerCase();
+    // Values are senders' choice: remember a few hundred, not whatever a sender makes up.
+    if (mediaTypes.size < 256) mediaTypes.set(value, media);
+  }
+  return media;
 }
 
 /** Headers of `ok` replies by content type, encoded once: the same for every reply. */
