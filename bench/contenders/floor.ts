@@ -29,6 +29,25 @@ interface FloorAccount {
 
 type Decided = { events: { type: string; data: unknown }[]; response: unknown };
 
+/** An account event's metadata, as jetactor writes it for a command without a correlation. */
+function metaOf(
+  id: string,
+  version: number,
+  commandId: string,
+  timestamp: number,
+): StoredEvent['meta'] {
+  return {
+    domain: 'bank',
+    aggregate: 'Account',
+    aggregateId: id,
+    version,
+    timestamp,
+    commandId,
+    correlationId: commandId,
+    causationId: commandId,
+  };
+}
+
 /**
  * The floor of the design: per deposit, only what every jetactor command must do. The input is
  * checked by the command's zod schema, the bank domain's `decide` runs on the account's XState
@@ -66,16 +85,7 @@ export class FloorAccounts {
       actor.send({
         type: 'Opened',
         data: { owner: 'bench', overdraftLimit: 0 },
-        meta: {
-          domain: 'bank',
-          aggregate: 'Account',
-          aggregateId: id,
-          version: 1,
-          timestamp: systemClock.now(),
-          commandId: `open-${id}`,
-          correlationId: `open-${id}`,
-          causationId: `open-${id}`,
-        },
+        meta: metaOf(id, 1, `open-${id}`, systemClock.now()),
       });
       account = { actor, version: 1, subject: `floor.Account.${id}` };
       this.#accounts.set(id, account);
@@ -106,16 +116,7 @@ export class FloorAccounts {
       const stored: StoredEvent = {
         type: event.type,
         data: schema.parse(event.data),
-        meta: {
-          domain: 'bank',
-          aggregate: 'Account',
-          aggregateId: id,
-          version: account.version + index + 1,
-          timestamp,
-          commandId,
-          correlationId: commandId,
-          causationId: commandId,
-        },
+        meta: metaOf(id, account.version + index + 1, commandId, timestamp),
       };
       const snapshot = account.actor.getSnapshot() as AnyMachineSnapshot;
       if (!snapshot.can(stored)) throw new Error(`${event.type} not accepted by account ${id}`);

@@ -83,20 +83,11 @@ export class RequestLimitContender implements BankContender {
   }
 
   /** Starts a fresh server with the limit's stream, and the responder process on it. */
-  static async start(name: string, payloadSize: number): Promise<RequestLimitContender> {
-    const bench = await startBenchServer(name);
-    try {
-      await createRawStream(bench.nc, 'limit', 'limit.>');
-      const child = await startResponder(responderScript, [bench.server.url, String(payloadSize)]);
-      return new RequestLimitContender(name, bench, {
-        child,
-        prefix: 'rlimit.',
-        read: (msg) => msg,
-      });
-    } catch (error) {
-      await bench.close();
-      throw error;
-    }
+  static start(name: string, payloadSize: number): Promise<RequestLimitContender> {
+    return RequestLimitContender.#launch(name, 'limit', responderScript, [String(payloadSize)], {
+      prefix: 'rlimit.',
+      read: (msg) => msg,
+    });
   }
 
   /**
@@ -104,21 +95,34 @@ export class RequestLimitContender implements BankContender {
    * (bench/floor-responder.ts) and its msgpack reply, as jetactor replies, decoded here. What it
    * reaches bounds what jetactor end-to-end can reach on this machine.
    */
-  static async startFloor(name: string): Promise<RequestLimitContender> {
+  static startFloor(name: string): Promise<RequestLimitContender> {
+    const codec = new MsgpackCodec();
+    return RequestLimitContender.#launch(name, 'floor', floorResponderScript, [], {
+      prefix: 'rfloor.',
+      read: (msg) => {
+        const reply = codec.decode(msg.data) as { error?: string };
+        if (reply.error !== undefined) throw new Error(reply.error);
+        return reply;
+      },
+    });
+  }
+
+  /**
+   * A fresh server with a raw stream `<stream>` on `<stream>.>`, and `script` started on it
+   * (`<script> <server url> ...args`).
+   */
+  static async #launch(
+    name: string,
+    stream: string,
+    script: string,
+    args: string[],
+    replies: Omit<Responder, 'child'>,
+  ): Promise<RequestLimitContender> {
     const bench = await startBenchServer(name);
     try {
-      await createRawStream(bench.nc, 'floor', 'floor.>');
-      const child = await startResponder(floorResponderScript, [bench.server.url]);
-      const codec = new MsgpackCodec();
-      return new RequestLimitContender(name, bench, {
-        child,
-        prefix: 'rfloor.',
-        read: (msg) => {
-          const reply = codec.decode(msg.data) as { error?: string };
-          if (reply.error !== undefined) throw new Error(reply.error);
-          return reply;
-        },
-      });
+      await createRawStream(bench.nc, stream, `${stream}.>`);
+      const child = await startResponder(script, [bench.server.url, ...args]);
+      return new RequestLimitContender(name, bench, { child, ...replies });
     } catch (error) {
       await bench.close();
       throw error;
