@@ -5,7 +5,6 @@ import {
   StorageType,
   jetstream,
   jetstreamManager,
-  type Consumer,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -44,6 +43,7 @@ import {
 } from '../nats/permission-denied.js';
 import { compareVersions } from '../nats/server-version.js';
 import { decodeEnvelope, encodeEnvelope } from './commit-envelope.js';
+import { SubjectPull } from './subject-pull.js';
 import type {
   AppendRequest,
   AppendResult,
@@ -81,8 +81,15 @@ const optionsSchema = z
   })
   .strict();
 
-/** How long a read's pull waits on the server before it expires and is sent again. */
+/**
+ * How long a read's pull waits on the server before it expires and is sent again, and how long a
+ * read waits for a commit it knows is there before it makes its consumer again.
+ */
 const READ_PULL_EXPIRES_MS = 2_000;
+/** Commits a read asks for at once; more are asked for when half of them are taken. */
+const READ_WINDOW = 1_024;
+/** How long the server keeps a read's consumer that nobody pulls from (a reader gone). */
+const READ_INACTIVE_MS = 30_000;
 
 /** Options of {@link JetStreamEventStore.open}. */
 export interface JetStreamEventStoreOptions {
@@ -543,12 +550,12 @@ export class JetStreamEventStore implements EventStore {
   }
 
   /**
-   * Reads a long run of commits through an ordered consumer, deleted afterwards. Its pulls expire
-   * after {@link READ_PULL_EXPIRES_MS}, so a pull lost with a server restart is noticed by missed
-   * heartbeats within about that time and sent again (with nats.js' default of 30 s, a read sat
-   * silent that long). Should the consumer still send nothing, each wait for the next commit
-   * ends after three `ackTimeoutMs` with STORE_UNAVAILABLE, so an actor never holds its commands
-   * longer than that on a read.
+   * Reads a long run of commits through a pull consumer of the read's own ({@link SubjectPull}),
+   * deleted afterwards. A pull that stays silent for {@link READ_PULL_EXPIRES_MS} while commits
+   * are still to come (one lost with a server restart or a reconnect) makes the consumer again
+   * from the commit after the last one received. Should nothing come still, the read ends after
+   * three `ackTimeoutMs` with STORE_UNAVAILABLE, so an actor never holds its commands longer than
+   * that on a read.
    */
   async *#consumeCommits(
     stream: StreamRef,
@@ -559,67 +566,74 @@ export class JetStreamEventStore implements EventStore {
   ): AsyncGenerator<Commit> {
     const { ackTimeoutMs } = this.#options;
     const idleMs = 3 * ackTimeoutMs;
-    let messages: ConsumerMessages | undefined;
-    let consumer: Consumer | undefined;
+    const clock = this.#clock;
+    let pull: SubjectPull | undefined;
     let reached = from - 1;
     let watchdog: TimerHandle | undefined;
     try {
-      consumer = await this.#js.consumers.get(name, {
-        filter_subjects: subject,
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq: from,
+      pull = await SubjectPull.open({
+        nc: this.#nc,
+        jsm: this.#jsm,
+        stream: name,
+        subject,
+        from,
+        batch: READ_WINDOW,
+        expiresMs: READ_PULL_EXPIRES_MS,
+        inactiveMs: Math.max(READ_INACTIVE_MS, idleMs),
+        clock,
+        logger: this.#logger,
       });
-      messages = await consumer.consume({ max_messages: 1024, expires: READ_PULL_EXPIRES_MS });
       // A watchdog rather than a timer per message: reads stream 100k commits a second.
-      const open = messages;
-      let waitingSince: number | undefined = this.#clock.now();
+      const open = pull;
+      let waitingSince: number | undefined;
+      let restartedAt = 0;
       let stalled = false;
       const watch = (): void => {
-        watchdog = this.#clock.setTimeout(
+        watchdog = clock.setTimeout(
           () => {
-            if (waitingSince !== undefined && this.#clock.now() - waitingSince >= idleMs) {
-              stalled = true;
-              void open.close();
-              return;
+            if (waitingSince !== undefined) {
+              const now = clock.now();
+              if (now - waitingSince >= idleMs) {
+                stalled = true;
+                open.interrupt();
+                return;
+              }
+              if (now - Math.max(waitingSince, restartedAt) >= READ_PULL_EXPIRES_MS) {
+                restartedAt = now;
+                open.restart();
+              }
             }
             watch();
           },
-          Math.max(10, Math.floor(idleMs / 4)),
+          Math.max(10, Math.min(Math.floor(idleMs / 4), READ_PULL_EXPIRES_MS / 2)),
         );
       };
       watch();
-      for await (const msg of open) {
+      for (;;) {
+        const msg = open.take();
+        if (msg === undefined) {
+          if (stalled) break;
+          waitingSince ??= clock.now();
+          await open.ready();
+          continue;
+        }
         waitingSince = undefined;
-        reached = msg.seq;
-        yield decodeEnvelope(this.#codec, stream, { subject, sequence: msg.seq }, msg.data).commit;
-        if (reached >= until) break;
-        waitingSince = this.#clock.now();
+        reached = msg.sequence;
+        yield decodeEnvelope(this.#codec, stream, { subject, sequence: reached }, msg.data).commit;
+        if (reached >= until) return;
       }
-      if (reached < until && stalled) {
-        throw new InfrastructureError(
-          'STORE_UNAVAILABLE',
-          `JetStream sent no commit of ${subject} for ${idleMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
-          { details: { subject, sequence: reached, until, timeoutMs: idleMs } },
-        );
-      }
-      if (reached < until) {
-        throw new InfrastructureError(
-          'STORE_UNAVAILABLE',
-          `The read of ${subject} ended after sequence ${reached}, before sequence ${until}; the consumer was closed. The command can be sent again.`,
-          { details: { subject, sequence: reached, until } },
-        );
-      }
+      throw new InfrastructureError(
+        'STORE_UNAVAILABLE',
+        `JetStream sent no commit of ${subject} for ${idleMs} ms while reading after sequence ${reached} (up to ${until}). Check that nats-server is up with JetStream; the command can be sent again.`,
+        { details: { subject, sequence: reached, until, timeoutMs: idleMs } },
+      );
     } catch (error) {
       if (error instanceof JetactorError) throw error;
       throw unavailableForCommands(`reading ${subject}`, error);
     } finally {
-      if (watchdog !== undefined) this.#clock.clearTimeout(watchdog);
-      if (messages !== undefined) await this.#within(messages.close(), ackTimeoutMs);
-      if (consumer !== undefined) {
-        await this.#within(
-          consumer.delete().catch(() => undefined),
-          ackTimeoutMs,
-        );
+      if (watchdog !== undefined) clock.clearTimeout(watchdog);
+      if (pull !== undefined) {
+        await pull.close((closing) => this.#within(closing, ackTimeoutMs));
       }
     }
   }
