@@ -668,7 +668,9 @@ export class JetStreamEventStore implements EventStore {
           ? await this.#pipeline.request(`$JS.API.DIRECT.GET.${stream}.${query.last}`, undefined)
           : await this.#pipeline.request(
               `$JS.API.DIRECT.GET.${stream}`,
-              JSON.stringify({ seq: query.sequence }),
+              // Bytes, not a string: nats.js would encode a string with a TextEncoder of its own
+              // (a new ArrayBuffer per request; see poolProtocolLines).
+              Buffer.from(`{"seq":${query.sequence}}`),
             );
     } catch (error) {
       throw unavailableForCommands(`reading ${what}`, error);
