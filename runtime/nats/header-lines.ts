@@ -43,8 +43,8 @@ export function receivedHeaders(msg: Msg): { hasStatus: boolean; lines: HeaderLi
   if (received._headers === undefined && typeof length === 'number' && data instanceof Uint8Array) {
     if (length <= 0) return NO_HEADERS;
     if (length <= data.length) {
-      const block = Buffer.from(data.buffer, data.byteOffset, length).toString('utf8');
-      return { hasStatus: !block.startsWith(STATUS_LINE), lines: parseHeaderBlock(block) };
+      const block = Buffer.from(data.buffer, data.byteOffset, length);
+      return { hasStatus: !startsWithStatusLine(block), lines: parseHeaderBytes(block) };
     }
   }
   const h = msg.headers;
@@ -55,20 +55,68 @@ export function receivedHeaders(msg: Msg): { hasStatus: boolean; lines: HeaderLi
 }
 
 /** `NATS/1.0\r\nKey: value\r\n…\r\n\r\n` → pairs; the status line is not a header. */
-export function parseHeaderBlock(block: string): HeaderLines {
+export function parseHeaderBlock(block: string | Uint8Array): HeaderLines {
+  return parseHeaderBytes(
+    typeof block === 'string'
+      ? Buffer.from(block)
+      : Buffer.from(block.buffer, block.byteOffset, block.length),
+  );
+}
+
+/**
+ * {@link parseHeaderBlock} of the block's bytes. Each key and value is a string decoded from its
+ * own bytes: a slice of one string of the whole block would keep all of it alive for as long as
+ * any value is kept (a command id an actor remembers kept its request's whole header block,
+ * about 150 bytes, in the old generation).
+ */
+function parseHeaderBytes(bytes: Buffer): HeaderLines {
   const lines: [string, string][] = [];
-  let start = block.indexOf('\r\n');
+  const length = bytes.length;
+  let start = lineEnd(bytes, 0);
   while (start !== -1) {
     start += 2;
-    let end = block.indexOf('\r\n', start);
-    if (end === -1) end = block.length;
-    const colon = block.indexOf(':', start);
-    if (colon !== -1 && colon < end) {
-      lines.push([block.slice(start, colon), block.slice(colon + 1, end).trim()]);
+    let end = lineEnd(bytes, start);
+    if (end === -1) end = length;
+    let colon = start;
+    while (colon < end && bytes[colon] !== COLON) colon++;
+    if (colon < end) {
+      // Spaces and tabs around the value are skipped here; `trim` takes any other white space
+      // nats.js' decoding would (and returns a string with none as it is).
+      let from = colon + 1;
+      let to = end;
+      while (from < to && isBlank(bytes[from] as number)) from++;
+      while (to > from && isBlank(bytes[to - 1] as number)) to--;
+      lines.push([bytes.toString('utf8', start, colon), bytes.toString('utf8', from, to).trim()]);
     }
-    start = end < block.length ? end : -1;
+    start = end < length ? end : -1;
   }
   return lines;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const COLON = 0x3a;
+
+/** Where the next `\r\n` at or after `from` starts, or -1. */
+function lineEnd(bytes: Uint8Array, from: number): number {
+  for (let index = from; index + 1 < bytes.length; index++) {
+    if (bytes[index] === CR && bytes[index + 1] === LF) return index;
+  }
+  return -1;
+}
+
+function isBlank(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09;
+}
+
+const STATUS_LINE_BYTES = Buffer.from(STATUS_LINE);
+
+function startsWithStatusLine(block: Uint8Array): boolean {
+  if (block.length < STATUS_LINE_BYTES.length) return false;
+  for (let index = 0; index < STATUS_LINE_BYTES.length; index++) {
+    if (block[index] !== STATUS_LINE_BYTES[index]) return false;
+  }
+  return true;
 }
 
 /** The first value of `key` (ASCII case ignored), or `''` as nats.js' `get` answers. */

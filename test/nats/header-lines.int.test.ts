@@ -29,11 +29,15 @@ describe('parseHeaderBlock', () => {
     'UTF-8 values': 'NATS/1.0\r\nJetactor-Actor: Zoë 😀\r\n\r\n',
     'no trailing blank line': 'NATS/1.0\r\nJetactor-Actor: ann',
     'only the status line': 'NATS/1.0\r\n\r\n',
+    'white space other than spaces around a value':
+      'NATS/1.0\r\nJetactor-Actor: \t\u00a0 ann \u000b\f\t\r\nX:\u2028\r\n\r\n',
   };
 
   for (const [name, block] of Object.entries(blocks)) {
-    it(`reads ${name} as nats.js decodes them`, () => {
+    it(`reads ${name} as nats.js decodes them, from a string or from bytes`, () => {
       expect(parseHeaderBlock(block)).toEqual(decodedByNats(block));
+      const framed = encoder.encode(`xx${block}yy`);
+      expect(parseHeaderBlock(framed.subarray(2, framed.length - 2))).toEqual(decodedByNats(block));
     });
   }
 
