@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createActor, type AnyActor, type AnyMachineSnapshot } from 'xstate';
+import type { AnyMachineSnapshot } from 'xstate';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   MsgpackCodec,
@@ -8,6 +8,7 @@ import {
   type DecideContext,
   type StoredEvent,
 } from '../../runtime/index.js';
+import { MachineSteps } from '../../runtime/aggregate/machine-steps.js';
 import { encodeEnvelope } from '../../runtime/event-store/commit-envelope.js';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
 import { Account } from '../../domains/bank/index.js';
@@ -22,7 +23,7 @@ import type { WatchedProcess } from '../process-cpu.js';
 import { AckedAppends } from './limit.js';
 
 interface FloorAccount {
-  actor: AnyActor;
+  state: AnyMachineSnapshot;
   version: number;
   subject: string;
 }
@@ -51,8 +52,8 @@ function metaOf(
 /**
  * The floor of the design: per deposit, only what every jetactor command must do. The input is
  * checked by the command's zod schema, the bank domain's `decide` runs on the account's XState
- * snapshot, each event is checked by its zod schema, accepted (`can`) and applied (`send`) by the
- * account's live XState actor, the commit is encoded as jetactor encodes it (msgpack envelope
+ * snapshot, each event is checked by its zod schema, accepted (`can`) and applied (the machine's
+ * transition, as jetactor's {@link MachineSteps}), the commit is encoded as jetactor encodes it (msgpack envelope
  * with the event metadata and the command record) and appended as the limit appends (plain
  * publish, `Nats-Msg-Id` = the command id, `Nats-Expected-Last-Subject-Sequence`, one
  * acknowledgement subscription). No mailbox, group commit, remembered command ids, supervisor,
@@ -64,6 +65,7 @@ export class FloorAccounts {
   readonly #codec = new MsgpackCodec();
   readonly #deposit = Account.commands.deposit;
   readonly #events = Account.events;
+  readonly #steps = MachineSteps.of(Account.machine);
 
   /** Appends to `floor.Account.<id>` over `nc` (a stream must take `floor.>`). */
   constructor(nc: NatsConnection) {
@@ -77,17 +79,16 @@ export class FloorAccounts {
     return conflicts;
   }
 
-  /** The account's live actor, opened on first use. */
+  /** The account's state, opened on first use. */
   open(id: string): FloorAccount {
     let account = this.#accounts.get(id);
     if (account === undefined) {
-      const actor = createActor(Account.machine).start();
-      actor.send({
+      const state = this.#steps.transition(this.#steps.initial(), {
         type: 'Opened',
         data: { owner: 'bench', overdraftLimit: 0 },
         meta: metaOf(id, 1, `open-${id}`, systemClock.now()),
-      });
-      account = { actor, version: 1, subject: `floor.Account.${id}` };
+      } as { type: string });
+      account = { state, version: 1, subject: `floor.Account.${id}` };
       this.#accounts.set(id, account);
     }
     return account;
@@ -105,7 +106,7 @@ export class FloorAccounts {
       clock: systemClock,
     };
     const decided = this.#deposit.decide(
-      account.actor.getSnapshot() as never,
+      account.state as never,
       input,
       ctx,
     ) as Decided;
@@ -118,9 +119,8 @@ export class FloorAccounts {
         data: schema.parse(event.data),
         meta: metaOf(id, account.version + index + 1, commandId, timestamp),
       };
-      const snapshot = account.actor.getSnapshot() as AnyMachineSnapshot;
-      if (!snapshot.can(stored)) throw new Error(`${event.type} not accepted by account ${id}`);
-      account.actor.send(stored);
+      if (!account.state.can(stored)) throw new Error(`${event.type} not accepted by account ${id}`);
+      account.state = this.#steps.transition(account.state, stored);
       events.push(stored);
     }
     const expected = this.#appends.lastSequenceOf(account.subject);
@@ -143,9 +143,9 @@ export class FloorAccounts {
     };
   }
 
-  /** Stops every actor. */
+  /** Forgets every account. */
   stop(): void {
-    for (const account of this.#accounts.values()) account.actor.stop();
+    this.#accounts.clear();
   }
 }
 

@@ -1,4 +1,4 @@
-import { createActor, type AnyActor, type AnyMachineSnapshot } from 'xstate';
+import type { AnyMachineSnapshot, Snapshot } from 'xstate';
 import type { Clock } from '../clock.js';
 import type { AnyAggregateDefinition, DecideContext } from '../domain/define-aggregate.js';
 import type { StoredEvent } from '../domain/events.js';
@@ -21,6 +21,7 @@ import {
   type LifecycleState,
 } from './aggregate-lifecycle.js';
 import type { Command, CommandResult } from './command.js';
+import { MachineSteps } from './machine-steps.js';
 import { RecentCommands } from './recent-commands.js';
 
 /** Tuning of aggregate actors. */
@@ -92,7 +93,7 @@ interface Decided {
 
 /**
  * One aggregate instance: a mailbox of commands, executed strictly one at a time in arrival
- * order, on a live actor of the aggregate's machine rebuilt from its events.
+ * order, on the state of the aggregate's machine rebuilt from its events ({@link MachineSteps}).
  *
  * Group commit: while a commit is in flight, later commands wait; when it is stored, everything
  * waiting is decided in order, each on top of the state left by the previous ones, and leaves in
@@ -107,7 +108,9 @@ export class AggregateActor {
   failure: JetactorError | undefined;
 
   #lifecycle: LifecycleState = 'spawning';
-  #live: AnyActor;
+  /** The machine's state with every event decided so far applied (confirmed or not). */
+  #state: AnyMachineSnapshot;
+  readonly #steps: MachineSteps;
   #confirmed: AnyMachineSnapshot;
   #version = 0;
   #position = 0;
@@ -139,8 +142,9 @@ export class AggregateActor {
       id: deps.id,
     });
     this.lastActive = deps.clock.now();
-    this.#live = this.#createLive(undefined);
-    this.#confirmed = this.#live.getSnapshot();
+    this.#steps = MachineSteps.of(deps.definition.machine);
+    this.#state = this.#steps.initial();
+    this.#confirmed = this.#state;
   }
 
   /** Replays the aggregate's commits; commands sent meanwhile wait. Never rejects. */
@@ -236,7 +240,6 @@ export class AggregateActor {
   /** Stops the actor; only when idle. Its state comes back by replay on the next command. */
   passivate(): void {
     if (this.#lifecycle === 'ready') this.#transition('PASSIVATE');
-    this.#live.stop();
   }
 
   #kick(): void {
@@ -344,7 +347,7 @@ export class AggregateActor {
             }
           }
           this.#version += decided.events.length;
-          this.#confirmed = this.#live.getSnapshot();
+          this.#confirmed = this.#state;
           this.#transition('COMMITTED');
           this.#deps.inspection?.emit?.({
             kind: 'commit',
@@ -468,7 +471,7 @@ export class AggregateActor {
         });
         continue;
       }
-      const before = this.#live.getSnapshot();
+      const before = this.#state;
       const about: DecideContext['command'] = {
         id: command.id,
         name: command.name,
@@ -502,7 +505,7 @@ export class AggregateActor {
         commandEvents.push(stored);
       }
       if (failure) {
-        if (commandEvents.length > 0 || this.#live.getSnapshot() !== before) this.#restore(before);
+        if (this.#state !== before) this.#restore(before);
         outcomes.push({ ok: false, error: failure });
         continue;
       }
@@ -577,7 +580,7 @@ export class AggregateActor {
 
   /** Applies one event to the live machine; returns why it could not. */
   #apply(event: StoredEvent, commandName: string | undefined): JetactorError | undefined {
-    const snapshot = this.#live.getSnapshot() as AnyMachineSnapshot;
+    const snapshot = this.#state;
     if (snapshot.status !== 'active' || !snapshot.can(event)) {
       const state = JSON.stringify(snapshot.value);
       const why = snapshot.status === 'done' ? ` (${state} is a final state)` : '';
@@ -588,13 +591,14 @@ export class AggregateActor {
         { details: { state: snapshot.value, event: event.type } },
       );
     }
-    this.#live.send(event);
-    const after = this.#live.getSnapshot() as AnyMachineSnapshot;
-    if (after.status === 'error') {
+    let after: AnyMachineSnapshot;
+    try {
+      after = this.#steps.transition(snapshot, event);
+    } catch (error) {
       return new RejectionError(
         'EVOLVE_FAILED',
-        `${label(this.stream)}: the machine threw while applying "${event.type}": ${describeError(after.error)}. Fix the machine's assign actions.`,
-        { cause: after.error },
+        `${label(this.stream)}: the machine threw while applying "${event.type}": ${describeError(error)}. Fix the machine's assign actions.`,
+        { cause: error },
       );
     }
     if (hasKeys(after.children)) {
@@ -603,6 +607,7 @@ export class AggregateActor {
         `${label(this.stream)}: applying "${event.type}" spawned an actor; aggregate machines must not spawn (replay must be deterministic).`,
       );
     }
+    this.#state = after;
     return undefined;
   }
 
@@ -641,14 +646,20 @@ export class AggregateActor {
       ) {
         throw new Error(`version ${snapshot.version} / position ${snapshot.position} are invalid`);
       }
-      const live = this.#createLive(snapshot.state as AnyMachineSnapshot);
-      const restored = live.getSnapshot() as AnyMachineSnapshot;
-      if (restored.status === 'error') {
-        live.stop();
-        throw new Error(`the machine cannot restore it: ${describeError(restored.error)}`);
+      let restored: AnyMachineSnapshot;
+      try {
+        restored = this.#steps.restore(snapshot.state as Snapshot<unknown>);
+      } catch (error) {
+        throw new Error(`the machine cannot restore it: ${describeError(error)}`);
       }
-      this.#live.stop();
-      this.#live = live;
+      if (restored.status === 'error' || hasKeys(restored.children)) {
+        throw new Error(
+          restored.status === 'error'
+            ? `the machine cannot restore it: ${describeError(restored.error)}`
+            : 'it holds child actors, which aggregate machines do not have',
+        );
+      }
+      this.#state = restored;
       this.#confirmed = restored;
       this.#version = snapshot.version;
       this.#position = snapshot.position;
@@ -833,7 +844,7 @@ export class AggregateActor {
       this.#version = expected;
     }
     this.#position = commit.position;
-    this.#confirmed = this.#live.getSnapshot();
+    this.#confirmed = this.#state;
     this.#rememberReplayed(commit.commands ?? [], commit.position);
   }
 
@@ -915,20 +926,7 @@ export class AggregateActor {
   }
 
   #restore(snapshot: AnyMachineSnapshot): void {
-    this.#live.stop();
-    this.#live = this.#createLive(snapshot);
-  }
-
-  #createLive(snapshot: AnyMachineSnapshot | undefined): AnyActor {
-    const actor = createActor(
-      this.#deps.definition.machine,
-      snapshot === undefined ? undefined : { snapshot },
-    );
-    // Errors thrown by assign actions are read from the snapshot; this keeps XState from
-    // reporting them as unhandled.
-    actor.subscribe({ error: () => undefined });
-    actor.start();
-    return actor;
+    this.#state = snapshot;
   }
 }
 
