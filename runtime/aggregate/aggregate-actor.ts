@@ -650,7 +650,7 @@ export class AggregateActor {
       try {
         restored = this.#steps.restore(snapshot.state as Snapshot<unknown>);
       } catch (error) {
-        throw new Error(`the machine cannot restore it: ${describeError(error)}`);
+        throw new Error(`the machine cannot restore it: ${describeError(error)}`, { cause: error });
       }
       if (restored.status === 'error' || hasKeys(restored.children)) {
         throw new Error(
