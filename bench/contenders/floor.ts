@@ -105,11 +105,7 @@ export class FloorAccounts {
       command: { id: commandId, name: 'deposit', correlationId: commandId, causationId: commandId },
       clock: systemClock,
     };
-    const decided = this.#deposit.decide(
-      account.state as never,
-      input,
-      ctx,
-    ) as Decided;
+    const decided = this.#deposit.decide(account.state as never, input, ctx) as Decided;
     const timestamp = systemClock.now();
     const events: StoredEvent[] = [];
     for (const [index, event] of decided.events.entries()) {
@@ -119,7 +115,8 @@ export class FloorAccounts {
         data: schema.parse(event.data),
         meta: metaOf(id, account.version + index + 1, commandId, timestamp),
       };
-      if (!account.state.can(stored)) throw new Error(`${event.type} not accepted by account ${id}`);
+      if (!account.state.can(stored))
+        throw new Error(`${event.type} not accepted by account ${id}`);
       account.state = this.#steps.transition(account.state, stored);
       events.push(stored);
     }
