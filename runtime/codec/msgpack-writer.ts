@@ -70,13 +70,15 @@ export class MsgpackWriter {
   }
 
   #map(object: Record<string, unknown>, depth: number): boolean {
-    const keys = Object.keys(object);
+    // `for in` with `hasOwn` visits the keys `Object.keys` gives, in its order, without making
+    // an array of them (a third of what encoding a commit allocated).
     let size = 0;
-    for (const key of keys) if (object[key] !== undefined) size++;
+    for (const key in object) if (Object.hasOwn(object, key) && object[key] !== undefined) size++;
     if (size < 16) this.#byte(0x80 + size);
     else if (size < 0x10000) this.#u8u16(0xde, size);
     else this.#u8u32(0xdf, size);
-    for (const key of keys) {
+    for (const key in object) {
+      if (!Object.hasOwn(object, key)) continue;
       const item = object[key];
       if (item === undefined) continue;
       if (!this.#key(key) || !this.#value(item, depth + 1)) return false;
