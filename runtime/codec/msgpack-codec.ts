@@ -1,5 +1,6 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { Codec } from './codec.js';
+import { MsgpackReader, NOT_READ } from './msgpack-reader.js';
 import { MsgpackWriter } from './msgpack-writer.js';
 
 /**
@@ -15,12 +16,15 @@ export class MsgpackCodec implements Codec {
   readonly #decoder = new Decoder();
   /** Plain data, the runtime's envelopes and replies: the same bytes as the library, faster. */
   readonly #writer = new MsgpackWriter();
+  /** The same values as the library's decoder, faster; anything unusual is left to it. */
+  readonly #reader = new MsgpackReader();
 
   encode(value: unknown): Uint8Array {
     return this.#writer.encode(value) ?? this.#encoder.encode(value);
   }
 
   decode(bytes: Uint8Array): unknown {
-    return this.#decoder.decode(bytes);
+    const value = this.#reader.decode(bytes);
+    return value === NOT_READ ? this.#decoder.decode(bytes) : value;
   }
 }
