@@ -531,21 +531,24 @@ export class JetactorClient {
         { details: { id } },
       );
     }
-    const names = { domain, aggregate, ...(command === undefined ? {} : { command }) };
-    for (const [what, value] of Object.entries(names)) {
-      if (typeof value !== 'string' || !isIdentifier(value)) {
-        throw new RejectionError(
-          what === 'domain'
-            ? 'UNKNOWN_DOMAIN'
-            : what === 'aggregate'
-              ? 'UNKNOWN_AGGREGATE'
-              : 'UNKNOWN_COMMAND',
-          `${what} ${JSON.stringify(value)} is not a name a domain can define: use letters, digits, "_" or "-", starting with a letter.`,
-          { details: { [what]: value } },
-        );
-      }
-    }
+    checkName('domain', domain);
+    checkName('aggregate', aggregate);
+    if (command !== undefined) checkName('command', command);
   }
+}
+
+/** Throws when `value` is not a name a domain can define (checked per request, without allocating). */
+function checkName(what: 'domain' | 'aggregate' | 'command', value: unknown): void {
+  if (typeof value === 'string' && isIdentifier(value)) return;
+  throw new RejectionError(
+    what === 'domain'
+      ? 'UNKNOWN_DOMAIN'
+      : what === 'aggregate'
+        ? 'UNKNOWN_AGGREGATE'
+        : 'UNKNOWN_COMMAND',
+    `${what} ${JSON.stringify(value)} is not a name a domain can define: use letters, digits, "_" or "-", starting with a letter.`,
+    { details: { [what]: value } },
+  );
 }
 
 /** Creates a client; options are checked at once (a `ConfigError` names every wrong field). */
