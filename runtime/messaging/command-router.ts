@@ -219,10 +219,15 @@ interface Endpoint extends RouterEndpointStats {
 /** A request being answered. */
 interface Incoming {
   readonly endpoint: Endpoint;
-  /** The message to answer. */
-  readonly msg: Msg;
-  /** Its body (`msg.data` makes a new view each time). */
-  readonly data: Uint8Array;
+  /**
+   * The message, until the request is parsed and started: what waits for the actor keeps neither
+   * it nor its body (views of nats.js' read buffer), only the subject to answer on.
+   */
+  msg: Msg | undefined;
+  /** Its body (`msg.data` makes a new view each time), until the request is started. */
+  data: Uint8Array;
+  /** The subject to answer on (the request's reply subject). */
+  readonly reply: string;
   /** The subject the client sent it on (for a forwarded request, from its header). */
   readonly subject: string;
   /** Set when another node forwarded it here as the owner of `partition`, with its `token`. */
@@ -230,6 +235,11 @@ interface Incoming {
   /** `performance.now()` at receipt. */
   readonly started: number;
 }
+
+/** A request as received, before it is started: its message is still there. */
+type Received = Incoming & { msg: Msg };
+
+const NO_DATA = new Uint8Array(0);
 
 type RouterState = 'new' | 'listening' | 'stopping' | 'stopped';
 
@@ -443,10 +453,11 @@ export class CommandRouter {
             }
             if (!this.#hasReply(msg)) return;
             endpoint.requests += 1;
-            const incoming: Incoming = {
+            const incoming: Received = {
               endpoint,
               msg,
               data: msg.data,
+              reply: msg.reply as string,
               subject: msg.subject,
               forwarded: undefined,
               started: performance.now(),
@@ -520,16 +531,17 @@ export class CommandRouter {
         { details: { subject: msg.subject } },
       );
       this.#respond(
-        msg,
+        msg.reply as string,
         jsonCodec.encode({ error: error.toJSON() }),
         replyHeaders(jsonCodec, 'error', error.code),
       );
       return;
     }
-    const incoming: Incoming = {
+    const incoming: Received = {
       endpoint,
       msg,
       data: msg.data,
+      reply: msg.reply as string,
       subject,
       forwarded: { partition, token },
       started,
@@ -538,7 +550,7 @@ export class CommandRouter {
     else this.#onView(incoming);
   }
 
-  #onCommand(incoming: Incoming): void {
+  #onCommand(incoming: Received): void {
     const lines = headerLines(incoming.msg);
     const format = bodyFormatOf(
       headerValue(lines, commandHeaders.contentType),
@@ -574,7 +586,7 @@ export class CommandRouter {
     );
   }
 
-  #onView(incoming: Incoming): void {
+  #onView(incoming: Received): void {
     const { endpoint } = incoming;
     const format = bodyFormat(incoming.msg, this.#codec);
     const codec = format.ok ? format.codec : jsonCodec;
@@ -601,7 +613,7 @@ export class CommandRouter {
    * served only under the lease it was forwarded on, and never forwarded again.
    */
   #dispatch(
-    incoming: Incoming,
+    incoming: Received,
     codec: Codec,
     aggregate: string,
     id: string,
@@ -638,6 +650,10 @@ export class CommandRouter {
 
   /** Executes a request here and answers it; releases its in-flight slot. */
   #run(incoming: Incoming, codec: Codec, run: () => Promise<unknown>): void {
+    // Parsed (and forwarded, if it was): while it waits for its actor, it keeps only what the
+    // reply needs, not nats.js' message and the read buffer its views reach.
+    incoming.msg = undefined;
+    incoming.data = NO_DATA;
     void run().then(
       (result) => {
         try {
@@ -658,7 +674,7 @@ export class CommandRouter {
 
   /** Forwards a request once to the partition's owner and relays its reply, or serves it here. */
   #forward(
-    incoming: Incoming,
+    incoming: Received,
     codec: Codec,
     routing: PartitionRouting,
     route: Extract<Route, { forward: true }>,
@@ -723,7 +739,7 @@ export class CommandRouter {
 
   /** Passes the owner's reply to the client unchanged, counting it by its status headers. */
   #relay(incoming: Incoming, reply: Msg): void {
-    const { endpoint, msg } = incoming;
+    const { endpoint } = incoming;
     const status = reply.headers?.get(commandHeaders.status, Match.IgnoreCase);
     if (status === 'ok') {
       endpoint.ok += 1;
@@ -737,7 +753,7 @@ export class CommandRouter {
       if (code === 'OVERLOADED') endpoint.overloaded += 1;
       endpoint.lastError = `${code}: (answered by the partition's owner)`;
     }
-    this.#respond(msg, reply.data, reply.headers);
+    this.#respond(incoming.reply, reply.data, reply.headers);
     this.#account(incoming, status === 'ok' ? 'ok' : 'error', undefined);
   }
 
@@ -787,7 +803,7 @@ export class CommandRouter {
    * The command a request asks for, from its subject, headers and body. Its input is decoded
    * here and validated by the node, which runs the command (or by the partition's owner).
    */
-  #parseCommand(incoming: Incoming, format: BodyFormat, lines: HeaderLines): CommandRequest {
+  #parseCommand(incoming: Received, format: BodyFormat, lines: HeaderLines): CommandRequest {
     const { endpoint, data, subject } = incoming;
     if (data.length > this.#maxPayloadBytes) {
       throw new RejectionError(
@@ -936,15 +952,15 @@ export class CommandRouter {
       data = jsonCodec.encode({ error: failure.toJSON() });
       headers = replyHeaders(jsonCodec, 'error', failure.code);
     }
-    this.#respond(incoming.msg, data, headers);
+    this.#respond(incoming.reply, data, headers);
     this.#account(incoming, status, code);
   }
 
-  #respond(msg: Msg, data: Uint8Array, headers: MsgHdrs | undefined): void {
+  #respond(reply: string, data: Uint8Array, headers: MsgHdrs | undefined): void {
     try {
-      msg.respond(data, headers === undefined ? {} : { headers });
+      this.#nc.publish(reply, data, headers === undefined ? {} : { headers });
     } catch (error) {
-      this.#logger.warn({ err: error, subject: msg.subject }, 'reply not sent');
+      this.#logger.warn({ err: error, subject: reply }, 'reply not sent');
     }
   }
 
@@ -954,6 +970,8 @@ export class CommandRouter {
     if (incoming.forwarded === undefined) {
       incoming.endpoint.processingTimeNs += Math.round(elapsedMs * 1e6);
     }
+    // The fields are built only when debug logging is on (not for every reply).
+    if (this.#logger.isLevelEnabled?.('debug') === false) return;
     this.#logger.debug(
       {
         subject: incoming.subject,
