@@ -2,7 +2,7 @@
  * Child process of the end-to-end floor contender ({@link RequestLimitContender.startFloor}): the
  * request limit's responder with the floor's work in it. It answers each request on
  * `rfloor.<account>` (a JSON body `{"amount":…}`, as the typed client sends a deposit) with the
- * floor's deposit ({@link FloorAccounts}: zod, the domain's decide, the account's XState actor,
+ * floor's deposit ({@link FloorAccounts}: zod, the domain's decide, the account's XState transition,
  * jetactor's envelope, the limit's append) and replies with its result encoded as jetactor
  * replies (msgpack `CommandResult`: version, events with their metadata, response).
  *

@@ -62,7 +62,7 @@ export const manyAggregates: Scenario = {
         }
         if (name === started.names.floor) {
           row.note =
-            "the bound of in-process: per deposit only what every jetactor command does (zod on input and event, the domain's decide, the account's XState actor, jetactor's commit envelope, the limit's append); no mailbox, command ids, supervisor or node";
+            "the bound of in-process: per deposit only what every jetactor command does (zod on input and event, the domain's decide, the account's XState transition, jetactor's commit envelope, the limit's append); no mailbox, command ids, supervisor or node";
         }
         if (name === started.names.floorEndToEnd) {
           row.note =
