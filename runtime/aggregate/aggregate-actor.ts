@@ -370,7 +370,7 @@ export class AggregateActor {
         if (isConflictError(caught)) this.#deps.onConflict?.(this);
       }
       // Stored by someone else first, or not at all: back to what the store has.
-      this.#restore(this.#confirmed);
+      this.#state = this.#confirmed;
       this.#transition('CONFLICT');
       const caughtUp = await this.#catchUp();
       if (!caughtUp) {
@@ -505,7 +505,7 @@ export class AggregateActor {
         commandEvents.push(stored);
       }
       if (failure) {
-        if (this.#state !== before) this.#restore(before);
+        this.#state = before;
         outcomes.push({ ok: false, error: failure });
         continue;
       }
@@ -923,10 +923,6 @@ export class AggregateActor {
 
   #transition(event: LifecycleEvent): void {
     this.#lifecycle = nextLifecycleState(this.#lifecycle, event);
-  }
-
-  #restore(snapshot: AnyMachineSnapshot): void {
-    this.#state = snapshot;
   }
 }
 

@@ -4,6 +4,11 @@ import { isUtf8 } from 'node:buffer';
 export const NOT_READ: unique symbol = Symbol('not read');
 
 const MAX_DEPTH = 100;
+
+const STRING = 0;
+const ARRAY = 1;
+const MAP = 2;
+type Sized = typeof STRING | typeof ARRAY | typeof MAP;
 /** Strings up to this many bytes (keys, event types, names) are kept and given out again. */
 const CACHED_MAX = 16;
 const CACHE_SLOTS = 1024;
@@ -71,52 +76,49 @@ export class MsgpackReader {
         return this.#unsigned(2);
       case 0xce:
         return this.#unsigned(4);
-      case 0xcf: {
-        const high = this.#unsigned(4);
-        if (high === NOT_READ) return NOT_READ;
-        const low = this.#unsigned(4);
-        return low === NOT_READ ? NOT_READ : high * 0x1_0000_0000 + low;
-      }
+      case 0xcf:
+        return this.#wide(this.#unsigned(4));
       case 0xd0:
         return this.#signed(1);
       case 0xd1:
         return this.#signed(2);
       case 0xd2:
         return this.#signed(4);
-      case 0xd3: {
-        const high = this.#signed(4);
-        if (high === NOT_READ) return NOT_READ;
-        const low = this.#unsigned(4);
-        return low === NOT_READ ? NOT_READ : high * 0x1_0000_0000 + low;
-      }
+      case 0xd3:
+        return this.#wide(this.#signed(4));
       case 0xd9:
-        return this.#sizedString(1);
+        return this.#sized(1, STRING, depth);
       case 0xda:
-        return this.#sizedString(2);
+        return this.#sized(2, STRING, depth);
       case 0xdb:
-        return this.#sizedString(4);
+        return this.#sized(4, STRING, depth);
       case 0xdc:
-        return this.#sized(2, (n) => this.#array(n, depth));
+        return this.#sized(2, ARRAY, depth);
       case 0xdd:
-        return this.#sized(4, (n) => this.#array(n, depth));
+        return this.#sized(4, ARRAY, depth);
       case 0xde:
-        return this.#sized(2, (n) => this.#map(n, depth));
+        return this.#sized(2, MAP, depth);
       case 0xdf:
-        return this.#sized(4, (n) => this.#map(n, depth));
+        return this.#sized(4, MAP, depth);
       default:
         // 0xc1 (never used), binary, extensions: the library's.
         return NOT_READ;
     }
   }
 
-  #sized(width: number, read: (size: number) => unknown): unknown {
-    const size = this.#unsigned(width);
-    return size === NOT_READ ? NOT_READ : read(size);
+  /** A 64-bit integer as the library reads it: the high word (read) times 2^32 plus the low. */
+  #wide(high: number | typeof NOT_READ): number | typeof NOT_READ {
+    if (high === NOT_READ) return NOT_READ;
+    const low = this.#unsigned(4);
+    return low === NOT_READ ? NOT_READ : high * 0x1_0000_0000 + low;
   }
 
-  #sizedString(width: number): string | typeof NOT_READ {
+  /** A string, array or map whose size the next `width` bytes give. */
+  #sized(width: number, kind: Sized, depth: number): unknown {
     const size = this.#unsigned(width);
-    return size === NOT_READ ? NOT_READ : this.#string(size);
+    if (size === NOT_READ) return NOT_READ;
+    if (kind === STRING) return this.#string(size);
+    return kind === ARRAY ? this.#array(size, depth) : this.#map(size, depth);
   }
 
   #array(size: number, depth: number): unknown {
@@ -134,24 +136,14 @@ export class MsgpackReader {
     if (depth > MAX_DEPTH || size * 2 > this.#end - this.#pos) return NOT_READ;
     const object: Record<string, unknown> = {};
     for (let index = 0; index < size; index++) {
-      const key = this.#key();
-      if (key === NOT_READ || key === '__proto__') return NOT_READ;
+      // Number keys and `__proto__` are left to the library (it converts or refuses them).
+      const key = this.#value(depth + 1);
+      if (typeof key !== 'string' || key === '__proto__') return NOT_READ;
       const value = this.#value(depth + 1);
       if (value === NOT_READ) return NOT_READ;
       object[key] = value;
     }
     return object;
-  }
-
-  #key(): string | typeof NOT_READ {
-    if (this.#pos >= this.#end) return NOT_READ;
-    const type = this.#bytes[this.#pos++] as number;
-    if (type >= 0xa0 && type < 0xc0) return this.#string(type - 0xa0);
-    if (type === 0xd9) return this.#sizedString(1);
-    if (type === 0xda) return this.#sizedString(2);
-    if (type === 0xdb) return this.#sizedString(4);
-    // Number keys, and anything else: the library's.
-    return NOT_READ;
   }
 
   #string(length: number): string | typeof NOT_READ {
