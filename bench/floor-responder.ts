@@ -4,7 +4,7 @@
  * `rfloor.<account>` (a JSON body `{"amount":…}`, as the typed client sends a deposit) with the
  * floor's deposit ({@link FloorAccounts}: zod, the domain's decide, the account's XState transition,
  * jetactor's envelope, the limit's append) and replies with its result encoded as jetactor
- * replies (msgpack `CommandResult`: version, events with their metadata, response).
+ * replies to the typed client (msgpack, the compact form of the `CommandResult`).
  *
  *   node dist/bench/floor-responder.js <nats url>
  *
@@ -12,6 +12,7 @@
  */
 import { connect } from '@nats-io/transport-node';
 import { MsgpackCodec } from '../runtime/index.js';
+import { toCompactResult } from '../runtime/messaging/compact-result.js';
 import { FloorAccounts } from './contenders/floor.js';
 
 const utf8 = new TextDecoder();
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
         amount = undefined;
       }
       accounts.deposit(id, amount).then(
-        (result) => request.respond(codec.encode(result)),
+        (result) => request.respond(codec.encode(toCompactResult(result))),
         (failure: unknown) => request.respond(codec.encode({ error: String(failure) })),
       );
     },

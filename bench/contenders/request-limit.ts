@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { MsgpackCodec } from '../../runtime/index.js';
+import { fromCompactResult } from '../../runtime/messaging/compact-result.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import {
   benchProcesses,
@@ -21,6 +22,8 @@ const requestBody = new TextEncoder().encode(JSON.stringify({ amount: 100 }));
 interface Waiting {
   resolve: (reply: unknown) => void;
   reject: (error: Error) => void;
+  /** The account the request is for. */
+  account: string;
 }
 
 /** Who answers the requests, and how this process reads the replies. */
@@ -28,8 +31,8 @@ interface Responder {
   child: ChildProcess;
   /** Subject prefix of the requests, `<prefix><account>`. */
   prefix: string;
-  /** What a reply becomes here. */
-  read: (msg: Msg) => unknown;
+  /** What the reply to a request for `account` becomes here. */
+  read: (msg: Msg, account: string) => unknown;
 }
 
 /**
@@ -46,7 +49,7 @@ export class RequestLimitContender implements BankContender {
   readonly #nc: NatsConnection;
   readonly #responder: ChildProcess;
   readonly #prefix: string;
-  readonly #read: (msg: Msg) => unknown;
+  readonly #read: (msg: Msg, account: string) => unknown;
   readonly #inbox = createInbox();
   readonly #waiting = new Map<number, Waiting>();
   #next = 1;
@@ -71,7 +74,7 @@ export class RequestLimitContender implements BankContender {
         } else {
           let reply: unknown;
           try {
-            reply = this.#read(msg);
+            reply = this.#read(msg, waiting.account);
           } catch (failure) {
             waiting.reject(failure instanceof Error ? failure : new Error(String(failure)));
             return;
@@ -92,17 +95,18 @@ export class RequestLimitContender implements BankContender {
 
   /**
    * The end-to-end floor: the same path with the floor's work in the responder
-   * (bench/floor-responder.ts) and its msgpack reply, as jetactor replies, decoded here. What it
+   * (bench/floor-responder.ts) and its msgpack reply, as jetactor replies to the typed client,
+   * decoded and read here as the client reads it. What it
    * reaches bounds what jetactor end-to-end can reach on this machine.
    */
   static startFloor(name: string): Promise<RequestLimitContender> {
     const codec = new MsgpackCodec();
     return RequestLimitContender.#launch(name, 'floor', floorResponderScript, [], {
       prefix: 'rfloor.',
-      read: (msg) => {
+      read: (msg, account) => {
         const reply = codec.decode(msg.data) as { error?: string };
         if (reply.error !== undefined) throw new Error(reply.error);
-        return reply;
+        return fromCompactResult(reply, { domain: 'bank', aggregate: 'Account', id: account });
       },
     });
   }
@@ -137,7 +141,7 @@ export class RequestLimitContender implements BankContender {
   deposit(id: string): Promise<unknown> {
     const requestId = this.#next++;
     return new Promise<unknown>((resolve, reject) => {
-      this.#waiting.set(requestId, { resolve, reject });
+      this.#waiting.set(requestId, { resolve, reject, account: id });
       this.#nc.publish(`${this.#prefix}${id}`, requestBody, {
         reply: `${this.#inbox}.${requestId}`,
       });

@@ -66,7 +66,7 @@ export const manyAggregates: Scenario = {
         }
         if (name === started.names.floorEndToEnd) {
           row.note =
-            "the bound of end-to-end: the request limit's path with the floor's work in the responder, its reply a msgpack CommandResult as jetactor's, decoded by this process";
+            "the bound of end-to-end: the request limit's path with the floor's work in the responder, its reply a compact msgpack CommandResult as jetactor's, read by this process as the typed client reads it";
         }
         if (name === started.names.emmett) {
           row.note =

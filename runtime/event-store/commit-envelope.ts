@@ -6,8 +6,11 @@ import type { CommandRecord, Commit, StreamRef } from './event-store.js';
 /** Envelope format version written in every commit message. */
 export const ENVELOPE_VERSION = 1;
 
-/** One event as written: short keys, fields equal to the command id omitted. */
-interface WireEvent {
+/**
+ * One event as written in a commit (and in a compact command reply): short keys, fields equal to
+ * the command id omitted, the aggregate left out (the subject, or the request, names it).
+ */
+export interface WireEvent {
   t: string;
   d: unknown;
   v: number;
@@ -39,6 +42,50 @@ export interface DecodedCommit {
   previous: number;
 }
 
+/** The wire form of an event. */
+export function toWireEvent({ type, data, meta }: StoredEvent): WireEvent {
+  const wire: WireEvent = {
+    t: type,
+    d: data,
+    v: meta.version,
+    ts: meta.timestamp,
+    c: meta.commandId,
+  };
+  if (meta.correlationId !== meta.commandId) wire.co = meta.correlationId;
+  if (meta.causationId !== meta.commandId) wire.ca = meta.causationId;
+  if (meta.actor !== undefined) wire.a = meta.actor;
+  if (meta.schemaVersion !== undefined && meta.schemaVersion !== 1) wire.sv = meta.schemaVersion;
+  return wire;
+}
+
+/** True when `raw` has the fields every wire event has (type, version, timestamp, command id). */
+export function isWireEvent(raw: unknown): raw is WireEvent {
+  return (
+    isRecord(raw) &&
+    typeof raw.t === 'string' &&
+    typeof raw.v === 'number' &&
+    typeof raw.ts === 'number' &&
+    typeof raw.c === 'string'
+  );
+}
+
+/** The event a wire event of aggregate `stream` stands for (see {@link isWireEvent}). */
+export function fromWireEvent(raw: WireEvent, stream: StreamRef): StoredEvent {
+  const meta: StoredEvent['meta'] = {
+    domain: stream.domain,
+    aggregate: stream.aggregate,
+    aggregateId: stream.id,
+    version: raw.v,
+    timestamp: raw.ts,
+    commandId: raw.c,
+    correlationId: typeof raw.co === 'string' ? raw.co : raw.c,
+    causationId: typeof raw.ca === 'string' ? raw.ca : raw.c,
+  };
+  if (typeof raw.a === 'string') meta.actor = raw.a;
+  if (typeof raw.sv === 'number') meta.schemaVersion = raw.sv;
+  return { type: raw.t, data: raw.d, meta };
+}
+
 /**
  * Encodes a commit's events and command records into one message body. The aggregate is not
  * written: it is the message's subject.
@@ -52,21 +99,7 @@ export function encodeEnvelope(
   const envelope: WireEnvelope = {
     v: ENVELOPE_VERSION,
     p: previous,
-    e: events.map(({ type, data, meta }) => {
-      const wire: WireEvent = {
-        t: type,
-        d: data,
-        v: meta.version,
-        ts: meta.timestamp,
-        c: meta.commandId,
-      };
-      if (meta.correlationId !== meta.commandId) wire.co = meta.correlationId;
-      if (meta.causationId !== meta.commandId) wire.ca = meta.causationId;
-      if (meta.actor !== undefined) wire.a = meta.actor;
-      if (meta.schemaVersion !== undefined && meta.schemaVersion !== 1)
-        wire.sv = meta.schemaVersion;
-      return wire;
-    }),
+    e: events.map(toWireEvent),
     c: commands.map((record) =>
       record.response === undefined ? { i: record.id } : { i: record.id, r: record.response },
     ),
@@ -115,28 +148,10 @@ export function decodeEnvelope(
   if (!Array.isArray(e) || e.length === 0) throw corrupt('it holds no events');
   if (!Array.isArray(c)) throw corrupt('it holds no command records');
   const events: StoredEvent[] = e.map((raw: unknown, index) => {
-    if (
-      !isRecord(raw) ||
-      typeof raw.t !== 'string' ||
-      typeof raw.v !== 'number' ||
-      typeof raw.ts !== 'number' ||
-      typeof raw.c !== 'string'
-    ) {
+    if (!isWireEvent(raw)) {
       throw corrupt(`event ${index} lacks its type, version, timestamp or command id`);
     }
-    const meta: StoredEvent['meta'] = {
-      domain: stream.domain,
-      aggregate: stream.aggregate,
-      aggregateId: stream.id,
-      version: raw.v,
-      timestamp: raw.ts,
-      commandId: raw.c,
-      correlationId: typeof raw.co === 'string' ? raw.co : raw.c,
-      causationId: typeof raw.ca === 'string' ? raw.ca : raw.c,
-    };
-    if (typeof raw.a === 'string') meta.actor = raw.a;
-    if (typeof raw.sv === 'number') meta.schemaVersion = raw.sv;
-    return { type: raw.t, data: raw.d, meta };
+    return fromWireEvent(raw, stream);
   });
   const commands: CommandRecord[] = c.map((raw: unknown, index) => {
     if (!isRecord(raw) || typeof raw.i !== 'string') {

@@ -35,6 +35,8 @@ import { headerLines, headerValue } from '../nats/header-lines.js';
 import { isPermissionViolation, permissionDenied } from '../nats/permission-denied.js';
 import { DEFAULT_PREFIX, commandSubject, querySubject, viewSubject } from '../nats/subjects.js';
 import type { AnyQueryDefinition, QueryInput, QueryOutput } from '../domain/define-query.js';
+import type { StreamRef } from '../event-store/event-store.js';
+import { COMPACT_REPLY, fromCompactResult } from './compact-result.js';
 import { commandHeaders, jsonCodec, mediaType } from './protocol.js';
 import { queryHeaders } from './query-server.js';
 
@@ -239,6 +241,7 @@ export class JetactorClient {
     const entries: [string, string][] = [
       [commandHeaders.contentType, this.#codec.contentType],
       [commandHeaders.timeout, String(timeoutMs)],
+      [commandHeaders.reply, COMPACT_REPLY],
     ];
     for (const field of optionFields) {
       const value = values[field];
@@ -277,7 +280,7 @@ export class JetactorClient {
         ? undefined
         : () => this.#requestWithin(subject, payload, h, timeoutMs),
     );
-    return toResult(body, subject);
+    return toResult(body, subject, { domain, aggregate: request.aggregate, id: request.id });
   }
 
   /** The current state of an aggregate instance, from a node hosting its domain. */
@@ -556,7 +559,10 @@ export function createClient(options: ClientOptions): JetactorClient {
   return new JetactorClient(options);
 }
 
-function toResult(body: unknown, subject: string): CommandResult {
+/** The result a reply body holds: compact (as this client asks for) or full (older nodes). */
+function toResult(body: unknown, subject: string, stream: StreamRef): CommandResult {
+  const compact = fromCompactResult(body, stream);
+  if (compact !== undefined) return compact;
   const value = body as Partial<CommandResult> | null;
   if (
     typeof value?.commandId !== 'string' ||

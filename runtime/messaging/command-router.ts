@@ -8,7 +8,7 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import { z } from 'zod';
-import type { CommandRequest } from '../aggregate/command.js';
+import type { CommandRequest, CommandResult } from '../aggregate/command.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
@@ -28,6 +28,7 @@ import type { DomainNode } from '../node/domain-node.js';
 import { headerLines, headerValue, type HeaderLines } from '../nats/header-lines.js';
 import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
+import { COMPACT_REPLY, toCompactResult } from './compact-result.js';
 import {
   DEFAULT_PREFIX,
   commandQueueGroup,
@@ -234,6 +235,8 @@ interface Incoming {
   readonly forwarded: { readonly partition: number; readonly token: number } | undefined;
   /** `performance.now()` at receipt. */
   readonly started: number;
+  /** True when a command's result is answered in its compact form (`Jetactor-Reply: compact`). */
+  compact?: boolean;
 }
 
 /** A request as received, before it is started: its message is still there. */
@@ -251,6 +254,9 @@ const forwardHeaders = new Set(
     (h) => h.toLowerCase(),
   ),
 );
+
+/** `Jetactor-Reply` in lower case: how the result is answered, not an option of the command. */
+const REPLY_HEADER = commandHeaders.reply.toLowerCase();
 
 /** Request headers besides Content-Type, by lower-case name. */
 const optionHeaders = new Map<string, keyof Omit<CommandRequest, 'aggregate' | 'id' | 'command'>>([
@@ -839,7 +845,9 @@ export class CommandRouter {
       command,
       input: undefined,
     };
-    readOptionHeaders(lines, incoming.forwarded !== undefined, request);
+    if (readOptionHeaders(lines, incoming.forwarded !== undefined, request)) {
+      incoming.compact = true;
+    }
     if (!format.ok) {
       throw new RejectionError(
         'INVALID_PAYLOAD',
@@ -898,7 +906,8 @@ export class CommandRouter {
 
   #replyOk(incoming: Incoming, codec: Codec, body: unknown): void {
     if (incoming.forwarded === undefined) incoming.endpoint.ok += 1;
-    this.#send(incoming, codec, 'ok', body, undefined);
+    const reply = incoming.compact === true ? toCompactResult(body as CommandResult) : body;
+    this.#send(incoming, codec, 'ok', reply, undefined);
   }
 
   #replyError(incoming: Incoming, codec: Codec, caught: unknown): void {
@@ -1053,24 +1062,35 @@ function readOptionHeaders(
   lines: HeaderLines,
   forwarded: boolean,
   options: Partial<CommandRequest>,
-): void {
+): boolean {
   let seen: string[] | undefined;
+  let compact = false;
   for (const [key, raw] of lines) {
     if (key.length < JETACTOR_PREFIX.length) continue;
     const lower = key.toLowerCase();
     if (!lower.startsWith(JETACTOR_PREFIX)) continue;
     if (forwarded && forwardHeaders.has(lower)) continue;
     const field = optionHeaders.get(lower);
-    if (field === undefined) {
+    if (field === undefined && lower !== REPLY_HEADER) {
       throw invalidHeader(
         key,
-        `is not a request header of this protocol; the known ones are ${[...optionHeaders.keys()].map(canonical).join(', ')}`,
+        `is not a request header of this protocol; the known ones are ${[...optionHeaders.keys(), REPLY_HEADER].map(canonical).join(', ')}`,
       );
     }
     seen ??= [];
     if (seen.includes(lower)) throw invalidHeader(key, 'is given more than once; send it once');
     seen.push(lower);
     const value = raw.trim();
+    if (field === undefined) {
+      if (value.toLowerCase() !== COMPACT_REPLY) {
+        throw invalidHeader(
+          key,
+          `is ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}; its one value is "${COMPACT_REPLY}" (the result in its compact form); leave it out for the full result`,
+        );
+      }
+      compact = true;
+      continue;
+    }
     if (field === 'expectedVersion') {
       const version = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
       if (!Number.isSafeInteger(version)) {
@@ -1101,6 +1121,7 @@ function readOptionHeaders(
     }
     options[field] = value;
   }
+  return compact;
 }
 
 function invalidHeader(header: string, why: string): RejectionError {

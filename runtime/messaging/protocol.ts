@@ -13,7 +13,8 @@ import { headerLines, headerValue } from '../nats/header-lines.js';
  * `application/msgpack`; without it a body starting with `{` or `[`, or an empty body, is JSON),
  * `Jetactor-Command-Id`, `Jetactor-Expected-Version` (a decimal integer),
  * `Jetactor-Correlation-Id`, `Jetactor-Causation-Id`, `Jetactor-Actor`, `Jetactor-Timeout` (how
- * long the sender waits, in milliseconds: a command not started by then is not run).
+ * long the sender waits, in milliseconds: a command not started by then is not run),
+ * `Jetactor-Reply` (`compact`: the result in its compact form, see `CompactResult`).
  *
  * Replies: `Content-Type` (the request's), `Jetactor-Status` (`ok` or `error`) and, on errors,
  * `Jetactor-Error-Code`.
@@ -40,6 +41,11 @@ export const commandHeaders = Object.freeze({
    * `DEADLINE_EXCEEDED` and not run.
    */
   timeout: 'Jetactor-Timeout',
+  /**
+   * `compact` asks for the command's result in its compact form (`CompactResult`: the events as a
+   * commit holds them); without it the reply is the full `CommandResult`.
+   */
+  reply: 'Jetactor-Reply',
   /** On replies: `ok` or `error`, so a client can tell them apart without decoding. */
   status: 'Jetactor-Status',
   /** On error replies: the error's code. */

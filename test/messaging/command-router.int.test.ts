@@ -12,6 +12,7 @@ import {
   type DomainNode,
   type ErrorJSON,
 } from '../../runtime/index.js';
+import { fromCompactResult } from '../../runtime/messaging/compact-result.js';
 import { connectShared, sharedNatsUrl, uniqueName } from '../helpers/nats.js';
 import { killAllNodes, startNodeProcess, type NodeProcess } from '../fixtures/node-process.js';
 import { storedCommandIds, streamMessageCount } from '../fixtures/stream-contents.js';
@@ -156,6 +157,50 @@ describe('the command router of a node process', () => {
     expect((await storedCommandIds(nc, prefix, 'bank')).get('dep-h-1')).toBe(1);
   });
 
+  it('answers the compact form on Jetactor-Reply: compact, which stands for the full result', async () => {
+    await raw(nc, cmd('bank.Account.compact-1.open'), '{"owner":"ann"}');
+    const options = {
+      'Jetactor-Command-Id': 'dep-compact-1',
+      'Jetactor-Correlation-Id': 'corr-c',
+      'Jetactor-Actor': 'ann@example',
+    };
+    const compact = await raw(
+      nc,
+      cmd('bank.Account.compact-1.deposit'),
+      msgpack.encode({ amount: 7 }),
+      hdrs({ ...options, 'Jetactor-Reply': 'Compact' }),
+    );
+    expect(compact).toMatchObject({ status: 'ok', contentType: 'application/msgpack' });
+    expect(compact.body).toMatchObject({ i: 'dep-compact-1', v: 2, e: [{ t: 'Deposited' }] });
+    expect(compact.body.e[0]).not.toHaveProperty('ca');
+    // The same command again, full form: the duplicate's result is the first one.
+    const full = await raw(
+      nc,
+      cmd('bank.Account.compact-1.deposit'),
+      msgpack.encode({ amount: 7 }),
+      hdrs(options),
+    );
+    expect(full.body.duplicate).toBe(true);
+    expect(
+      fromCompactResult(compact.body, { domain: 'bank', aggregate: 'Account', id: 'compact-1' }),
+    ).toEqual({ ...full.body, duplicate: false });
+    expect(full.body.events[0].meta).toMatchObject({
+      correlationId: 'corr-c',
+      causationId: 'dep-compact-1',
+      actor: 'ann@example',
+    });
+    const again = await raw(
+      nc,
+      cmd('bank.Account.compact-1.deposit'),
+      '{"amount":7}',
+      hdrs({ ...options, 'Jetactor-Reply': 'compact' }),
+    );
+    expect(again).toMatchObject({
+      contentType: 'application/json',
+      body: { i: 'dep-compact-1', u: true },
+    });
+  });
+
   it('answers every bad request with its code, stores nothing and keeps serving', async () => {
     await raw(nc, cmd('bank.Account.bad-1.open'), '{"owner":"ann"}');
     const before = await streamMessageCount(nc, prefix, 'bank');
@@ -223,6 +268,12 @@ describe('the command router of a node process', () => {
         'INVALID_HEADER',
       ],
       [cmd('bank.Account.bad-1.withdraw'), '{"amount":1000}', undefined, 'INSUFFICIENT_FUNDS'],
+      [
+        cmd('bank.Account.bad-1.deposit'),
+        '{"amount":1}',
+        hdrs({ 'Jetactor-Reply': 'tiny' }),
+        'INVALID_HEADER',
+      ],
     ];
     const replies = await Promise.all(cases.map(([s, b, h]) => raw(nc, s, b, h)));
     expect(replies.map((r) => r.code)).toEqual(cases.map((c) => c[3]));
@@ -240,6 +291,9 @@ describe('the command router of a node process', () => {
     expect(replies[11]!.body.error.message).toContain('Jetactor-Expected-Version');
     expect(replies[15]!.body.error.message).toContain('"soon"');
     expect(replies[15]!.body.error.message).toContain('milliseconds');
+    expect(replies[18]!.body.error.message).toMatch(
+      /Jetactor-Reply is "tiny"; its one value is "compact"/,
+    );
     expect(await streamMessageCount(nc, prefix, 'bank')).toBe(before);
     const good = await raw(nc, cmd('bank.Account.bad-1.deposit'), '{"amount":1}');
     expect(good).toMatchObject({ status: 'ok', body: { version: 2 } });
