@@ -9,7 +9,9 @@ const NAME = 'latency';
 /**
  * Latency at half of the maximum throughput: deposits sent at a fixed rate (open loop) into the
  * 10k accounts, half the contender's throughput measured by many-aggregates in this run (or
- * measured here first), latency counted from when each command was due.
+ * measured here first), latency counted from when each command was due. For reference, the raw
+ * limit and the end-to-end floor then run at jetactor end-to-end's rate: what nats-server and
+ * the three processes of the end-to-end path give at that load with no work, or only the floor's.
  */
 export const latency: Scenario = {
   name: NAME,
@@ -17,13 +19,31 @@ export const latency: Scenario = {
   async run(context: ScenarioContext): Promise<void> {
     const { callers, accounts, reps, warmupMs, durationMs } = context.options;
     const ids = accountIds('acc', accounts);
-    const started = await startContenders(context, NAME, { inProcess: true, endToEnd: true });
+    const started = await startContenders(context, NAME, {
+      inProcess: true,
+      endToEnd: true,
+      limit: true,
+      floorEndToEnd: true,
+    });
+    const isReference = (contender: BankContender): boolean =>
+      contender.name === contenderNames.limit || contender.name === contenderNames.floorEndToEnd;
+    // jetactor first: the references take jetactor end-to-end's rate.
+    const ordered = [
+      ...started.contenders.filter((contender) => !isReference(contender)),
+      ...started.contenders.filter(isReference),
+    ];
+    let endToEndRate: number | undefined;
     try {
-      for (const contender of started.contenders) {
+      for (const contender of ordered) {
         context.progress(`${NAME}: ${contender.name}: opening ${accounts} accounts`);
         await contender.open(ids, callers);
-        const max = await maximum(context, contender, ids);
-        const rate = Math.max(1, Math.round(max / 2));
+        const reference = isReference(contender);
+        const max =
+          reference && endToEndRate !== undefined
+            ? undefined
+            : await maximum(context, contender, ids);
+        const rate =
+          max === undefined ? (endToEndRate as number) : Math.max(1, Math.round(max / 2));
         const runs: RunResult[] = [];
         for (let rep = 1; rep <= reps; rep++) {
           let n = 0;
@@ -43,6 +63,7 @@ export const latency: Scenario = {
           );
         }
         const isEndToEnd = contender.name === contenderNames.endToEnd;
+        if (isEndToEnd) endToEndRate = rate;
         const p99 = median(runs.map((run) => run.latency.p99));
         const row: Row = {
           scenario: NAME,
@@ -59,10 +80,10 @@ export const latency: Scenario = {
           },
           runs,
           checks: isEndToEnd ? [atMost('p99 ≤ 25 ms', p99, 25)] : [],
-          note: `open loop at ${formatRate(rate)} cmd/s = half of ${formatRate(max)} cmd/s${isEndToEnd ? '' : '; for reference (the target is end-to-end)'}`,
+          note: latencyNote(contender.name, rate, max),
           extra: {
             rate,
-            maxThroughput: max,
+            ...(max === undefined ? {} : { maxThroughput: max }),
             errors: runs.reduce((sum, run) => sum + run.errors, 0),
             achieved: median(runs.map((run) => run.perSecond)),
           },
@@ -86,6 +107,22 @@ export const latency: Scenario = {
     }
   },
 };
+
+/** What a latency row measured, and at which rate. */
+function latencyNote(name: string, rate: number, max: number | undefined): string {
+  const at = `open loop at ${formatRate(rate)} cmd/s`;
+  if (max === undefined) {
+    const what =
+      name === contenderNames.limit
+        ? 'raw appends, no request and no node'
+        : "the same three processes and four messages per command, with only the floor's work";
+    return `${at}, jetactor end-to-end's rate; for reference: ${what}`;
+  }
+  const half = `${at} = half of ${formatRate(max)} cmd/s`;
+  if (name === contenderNames.endToEnd) return half;
+  if (name === contenderNames.inProcess) return `${half}; for reference (the target is end-to-end)`;
+  return `${half} (jetactor end-to-end did not run); for reference`;
+}
 
 /** The contender's maximum throughput: from this run's many-aggregates, or measured now. */
 async function maximum(
