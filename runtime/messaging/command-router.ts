@@ -235,8 +235,11 @@ interface Incoming {
   readonly forwarded: { readonly partition: number; readonly token: number } | undefined;
   /** `performance.now()` at receipt. */
   readonly started: number;
-  /** True when a command's result is answered in its compact form (`Jetactor-Reply: compact`). */
-  compact?: boolean;
+  /**
+   * True when a command's result is answered in its compact form (`Jetactor-Reply: compact`); set
+   * when the request is parsed, false in the literal so every request has the same shape.
+   */
+  compact: boolean;
 }
 
 /** A request as received, before it is started: its message is still there. */
@@ -467,6 +470,7 @@ export class CommandRouter {
               subject: msg.subject,
               forwarded: undefined,
               started: performance.now(),
+              compact: false,
             };
             if (endpoint.kind === 'command') this.#onCommand(incoming);
             else this.#onView(incoming);
@@ -551,6 +555,7 @@ export class CommandRouter {
       subject,
       forwarded: { partition, token },
       started,
+      compact: false,
     };
     if (endpoint.kind === 'command') this.#onCommand(incoming);
     else this.#onView(incoming);
@@ -906,7 +911,7 @@ export class CommandRouter {
 
   #replyOk(incoming: Incoming, codec: Codec, body: unknown): void {
     if (incoming.forwarded === undefined) incoming.endpoint.ok += 1;
-    const reply = incoming.compact === true ? toCompactResult(body as CommandResult) : body;
+    const reply = incoming.compact ? toCompactResult(body as CommandResult) : body;
     this.#send(incoming, codec, 'ok', reply, undefined);
   }
 
