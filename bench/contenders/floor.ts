@@ -115,7 +115,7 @@ export class FloorAccounts {
         data: schema.parse(event.data),
         meta: metaOf(id, account.version + index + 1, commandId, timestamp),
       };
-      if (!account.state.can(stored))
+      if (!this.#steps.accepts(account.state, stored))
         throw new Error(`${event.type} not accepted by account ${id}`);
       account.state = this.#steps.transition(account.state, stored);
       events.push(stored);

@@ -581,7 +581,7 @@ export class AggregateActor {
   /** Applies one event to the live machine; returns why it could not. */
   #apply(event: StoredEvent, commandName: string | undefined): JetactorError | undefined {
     const snapshot = this.#state;
-    if (snapshot.status !== 'active' || !snapshot.can(event)) {
+    if (!this.#steps.accepts(snapshot, event)) {
       const state = JSON.stringify(snapshot.value);
       const why = snapshot.status === 'done' ? ` (${state} is a final state)` : '';
       return new RejectionError(
