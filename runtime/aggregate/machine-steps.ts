@@ -65,6 +65,7 @@ export class MachineSteps {
   readonly #plannable: boolean;
   /** Per atomic state node, per event type: the planned step, or null for XState's. */
   readonly #plans = new Map<NodeView, Map<string, readonly AssignStep[] | null>>();
+  #initial: AnyMachineSnapshot | undefined;
 
   private constructor(machine: AnyStateMachine) {
     this.#machine = machine;
@@ -95,9 +96,16 @@ export class MachineSteps {
     return steps;
   }
 
-  /** The snapshot before any event (the initial state, its `assign` entry actions applied). */
+  /**
+   * The snapshot before any event (the initial state, its `assign` entry actions applied). It is
+   * computed once when the machine's `context` is an object, which XState itself shares between
+   * all its actors; a `context` function is called for every aggregate.
+   */
   initial(): AnyMachineSnapshot {
-    return this.#machine.getInitialSnapshot(this.#scope) as AnyMachineSnapshot;
+    if (this.#initial !== undefined) return this.#initial;
+    const snapshot = this.#machine.getInitialSnapshot(this.#scope) as AnyMachineSnapshot;
+    if (typeof this.#machine.config.context !== 'function') this.#initial = snapshot;
+    return snapshot;
   }
 
   /** A snapshot from its persisted form; throws when the machine cannot read it. */

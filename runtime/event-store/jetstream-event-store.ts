@@ -34,7 +34,7 @@ import {
   streamName,
 } from '../nats/subjects.js';
 import { EncodedHeaders } from '../nats/encoded-headers.js';
-import { headerValue, receivedHeaders } from '../nats/header-lines.js';
+import { headerKeys, headerValue, receivedHeaders } from '../nats/header-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import {
   isPermissionViolation,
@@ -137,6 +137,9 @@ interface PubAckJSON {
 
 /** JetStream error code of a failed `Nats-Expected-Last-Subject-Sequence` check. */
 const WRONG_LAST_SEQUENCE = 10071;
+
+/** The headers of a direct get's reply a read uses (it also has the stream's, the time and the commit's own). */
+const DIRECT_GET_HEADERS = headerKeys('Nats-Sequence', 'Nats-Subject');
 
 const utf8 = new TextDecoder();
 
@@ -676,7 +679,7 @@ export class JetStreamEventStore implements EventStore {
       throw unavailableForCommands(`reading ${what}`, error);
     }
     // Read in one pass from the received bytes: an activation reads several commits this way.
-    const { hasStatus, lines } = receivedHeaders(reply);
+    const { hasStatus, lines } = receivedHeaders(reply, DIRECT_GET_HEADERS);
     if (hasStatus && reply.headers?.hasError) {
       if (reply.headers.code === 404) return undefined;
       throw unavailableForCommands(

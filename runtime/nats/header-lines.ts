@@ -34,9 +34,13 @@ export function headerLines(msg: Msg): HeaderLines {
 /**
  * {@link headerLines}, and whether the message is a status message (`NATS/1.0 404 No Messages`,
  * `503` for no responders…): `hasStatus` is then true, and `msg.headers` gives its code and
- * description.
+ * description. With `only` ({@link headerKeys}), the lines of those keys alone: the others are
+ * not decoded (a direct get's reply has six headers, of which a read needs two).
  */
-export function receivedHeaders(msg: Msg): { hasStatus: boolean; lines: HeaderLines } {
+export function receivedHeaders(
+  msg: Msg,
+  only?: HeaderKeys,
+): { hasStatus: boolean; lines: HeaderLines } {
   const received = msg as unknown as ReceivedMsg;
   const length = received._msg?.hdr;
   const data = received._rdata;
@@ -44,14 +48,31 @@ export function receivedHeaders(msg: Msg): { hasStatus: boolean; lines: HeaderLi
     if (length <= 0) return NO_HEADERS;
     if (length <= data.length) {
       const block = Buffer.from(data.buffer, data.byteOffset, length);
-      return { hasStatus: !startsWithStatusLine(block), lines: parseHeaderBytes(block) };
+      return { hasStatus: !startsWithStatusLine(block), lines: parseHeaderBytes(block, only) };
     }
   }
   const h = msg.headers;
   if (h === undefined) return NO_HEADERS;
   const lines: [string, string][] = [];
-  for (const key of h.keys()) for (const value of h.values(key)) lines.push([key, value]);
+  for (const key of h.keys()) {
+    if (only !== undefined && !only.names.has(key.toLowerCase())) continue;
+    for (const value of h.values(key)) lines.push([key, value]);
+  }
   return { hasStatus: h.code !== 0, lines };
+}
+
+/** Header keys to read, prepared once by {@link headerKeys}. */
+export interface HeaderKeys {
+  /** The keys in lower case. */
+  readonly names: ReadonlySet<string>;
+  /** The same as ASCII bytes. */
+  readonly bytes: readonly Uint8Array[];
+}
+
+/** Keys for {@link receivedHeaders}' `only` (matched ignoring ASCII case). */
+export function headerKeys(...keys: string[]): HeaderKeys {
+  const lower = keys.map((key) => key.toLowerCase());
+  return { names: new Set(lower), bytes: lower.map((key) => Buffer.from(key, 'latin1')) };
 }
 
 /** `NATS/1.0\r\nKey: value\r\n…\r\n\r\n` → pairs; the status line is not a header. */
@@ -69,7 +90,7 @@ export function parseHeaderBlock(block: string | Uint8Array): HeaderLines {
  * any value is kept (a command id an actor remembers kept its request's whole header block,
  * about 150 bytes, in the old generation).
  */
-function parseHeaderBytes(bytes: Buffer): HeaderLines {
+function parseHeaderBytes(bytes: Buffer, only?: HeaderKeys): HeaderLines {
   const lines: [string, string][] = [];
   const length = bytes.length;
   let start = lineEnd(bytes, 0);
@@ -79,7 +100,7 @@ function parseHeaderBytes(bytes: Buffer): HeaderLines {
     if (end === -1) end = length;
     let colon = start;
     while (colon < end && bytes[colon] !== COLON) colon++;
-    if (colon < end) {
+    if (colon < end && (only === undefined || isOneOf(bytes, start, colon, only.bytes))) {
       // Spaces and tabs around the value are skipped here; `trim` takes any other white space
       // nats.js' decoding would (and returns a string with none as it is).
       let from = colon + 1;
@@ -103,6 +124,25 @@ function lineEnd(bytes: Uint8Array, from: number): number {
     if (bytes[index] === CR && bytes[index + 1] === LF) return index;
   }
   return -1;
+}
+
+/** True when `bytes[start, end)` is one of `keys` (lower-case ASCII), ignoring ASCII case. */
+function isOneOf(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  keys: readonly Uint8Array[],
+): boolean {
+  next: for (const key of keys) {
+    if (key.length !== end - start) continue;
+    for (let index = 0; index < key.length; index++) {
+      const byte = bytes[start + index] as number;
+      const lower = byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte;
+      if (lower !== key[index]) continue next;
+    }
+    return true;
+  }
+  return false;
 }
 
 function isBlank(byte: number): boolean {

@@ -263,6 +263,21 @@ describe('MachineSteps', () => {
     );
   });
 
+  it('computes the initial snapshot once, unless the context is a function', () => {
+    const shared = MachineSteps.of(Account.machine as AnyStateMachine);
+    expect(shared.initial()).toBe(shared.initial());
+    const fresh = MachineSteps.of(
+      createMachine({
+        types: {} as { context: { items: string[] }; events: Ev },
+        context: () => ({ items: [] }),
+      }),
+    );
+    const first = fresh.initial();
+    const second = fresh.initial();
+    expect(first.context).toEqual(second.context);
+    expect(first.context).not.toBe(second.context);
+  });
+
   it('plans steps from a restored snapshot as from a replayed one', () => {
     const steps = MachineSteps.of(Account.machine as AnyStateMachine);
     let snapshot = steps.initial();

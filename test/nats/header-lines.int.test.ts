@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { MsgHdrsImpl, headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  headerKeys,
   headerLines,
   headerValue,
   parseHeaderBlock,
@@ -104,6 +105,31 @@ describe('headerLines of a received message', () => {
     } finally {
       await jsm.streams.delete(stream);
     }
+  });
+
+  it('reads only the keys asked for, ignoring case, from the bytes and once nats.js has decoded them', async () => {
+    const h = headers();
+    h.set('Nats-Stream', 'S');
+    h.set('nats-subject', 'a.b');
+    h.set('Nats-Sequence', ' 42 ');
+    h.set('Nats-Sequence-X', '1');
+    h.set('Nats-Msg-Id', 'm');
+    const only = headerKeys('Nats-Sequence', 'NATS-SUBJECT');
+    const msg = await receive(h);
+    const expected = {
+      hasStatus: false,
+      lines: [
+        ['nats-subject', 'a.b'],
+        ['Nats-Sequence', '42'],
+      ],
+    };
+    expect(receivedHeaders(msg, only)).toEqual(expected);
+    expect(msg.headers?.get('Nats-Stream')).toBe('S');
+    expect(receivedHeaders(msg, only)).toEqual(expected);
+    expect(receivedHeaders(await receive(undefined), only)).toEqual({
+      hasStatus: false,
+      lines: [],
+    });
   });
 
   it('gives the same once nats.js has decoded them, and none for a message without headers', async () => {
