@@ -1,4 +1,5 @@
-import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
+import type { AnyMachineSnapshot } from 'xstate';
+import { MachineSteps } from '../aggregate/machine-steps.js';
 import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
 import type { StoredEvent } from '../domain/events.js';
 import { readEvent } from '../domain/read-event.js';
@@ -50,7 +51,7 @@ export interface AggregateAtVersion {
 /**
  * Replays an aggregate from its stream, not from any actor's memory: reads every commit, makes
  * each event current (upcast, validated) and folds those up to `version` through the machine's
- * pure transition function, as an actor's replay does. A stored event the machine does not
+ * steps ({@link MachineSteps}), as an actor's replay does. A stored event the machine does not
  * accept, or that cannot be read, fails with `REPLAY_FAILED`; a version beyond the latest with
  * `INVALID_REQUEST`.
  */
@@ -59,7 +60,8 @@ export async function replayAggregate(options: ReplayOptions): Promise<Aggregate
   const maxHistory = options.maxHistory ?? 1000;
   const stream = { domain, aggregate: definition.name, id };
   const where = `${definition.name} "${id}"`;
-  let [snapshot] = initialTransition(definition.machine) as [AnyMachineSnapshot, unknown];
+  const steps = MachineSteps.of(definition.machine);
+  let snapshot: AnyMachineSnapshot = steps.initial();
   let latest = 0;
   let version = 0;
   let position = 0;
@@ -82,14 +84,11 @@ export async function replayAggregate(options: ReplayOptions): Promise<Aggregate
       history.push(read.event);
       if (history.length > maxHistory) history.shift();
       if (target !== undefined && latest > target) continue;
-      if (snapshot.status !== 'active' || !snapshot.can(read.event)) {
+      if (!steps.accepts(snapshot, read.event)) {
         throw failed(`the machine in state ${JSON.stringify(snapshot.value)} does not accept it`);
       }
       try {
-        [snapshot] = transition(definition.machine, snapshot, read.event) as [
-          AnyMachineSnapshot,
-          unknown,
-        ];
+        snapshot = steps.transition(snapshot, read.event);
       } catch (error) {
         throw failed(describeError(error), error);
       }
