@@ -30,6 +30,22 @@ interface AssignStep {
 
 type Assigner = (args: object, params: unknown) => unknown;
 
+/** A guard XState would call with `({ context, event }, params)`, as a function of both. */
+type GuardCheck = (context: unknown, event: { type: string }) => unknown;
+
+/** One transition XState may choose for an event from a state, in the order it tries them. */
+interface Candidate {
+  /** Undefined when unguarded. */
+  guard: GuardCheck | undefined;
+  /** The assignments when the transition only assigns; null when XState takes the step. */
+  steps: readonly AssignStep[] | null;
+  /** What `can` answers when it is chosen: it has a target or actions. */
+  accepted: boolean;
+}
+
+/** The transitions from one state for one event type, or null when XState decides alone. */
+type Plan = readonly Candidate[] | null;
+
 /** Thrown by the `spawn` a planned step gives an assignment: XState takes the step instead. */
 const spawnRefused = Symbol('spawn refused');
 
@@ -50,21 +66,22 @@ function refuseSpawn(): never {
  * its system has no actors.
  *
  * Most events of an aggregate only change its context (a deposit adds to the balance): from the
- * state the aggregate is in, one unguarded transition without a target whose actions are all
- * `assign`. For those, the step is planned once per state and event type and taken directly: the
- * assignments applied in order, as XState applies them, to a copy of the snapshot with the new
- * context. It gives the snapshot `machine.transition` gives (a test compares the two) for a
- * tenth of the work. Every other step (a target, a guard, a wildcard, a parallel state, a
- * machine with eventless transitions, an assignment that spawns or throws) goes through
- * `machine.transition`.
+ * state the aggregate is in, XState chooses a transition without a target whose actions are all
+ * `assign`. The transitions XState would try are listed once per state and event type (a plan);
+ * when the one chosen (its guard, a plain function, called as XState calls it) only assigns, the
+ * step is taken directly: the assignments applied in order, as XState applies them, to a copy of
+ * the snapshot with the new context. It gives the snapshot `machine.transition` gives (a test
+ * compares the two) for a tenth of the work. Every other step (a target, a built-in guard such as
+ * `and` or `stateIn`, a wildcard, a parallel state, a machine with eventless transitions, a guard
+ * or an assignment that spawns or throws) goes through `machine.transition`.
  */
 export class MachineSteps {
   readonly #machine: AnyStateMachine;
   readonly #scope: AnyActorScope;
   /** False when the machine has eventless (`always`) transitions: no step is planned. */
   readonly #plannable: boolean;
-  /** Per atomic state node, per event type: the planned step, or null for XState's. */
-  readonly #plans = new Map<NodeView, Map<string, readonly AssignStep[] | null>>();
+  /** Per atomic state node, per event type: the plan. */
+  readonly #plans = new Map<NodeView, Map<string, Plan>>();
   #initial: AnyMachineSnapshot | undefined;
 
   private constructor(machine: AnyStateMachine) {
@@ -115,11 +132,19 @@ export class MachineSteps {
 
   /**
    * True when `snapshot` is active and accepts `event`: XState's `snapshot.can(event)`, answered
-   * from the plan when the step is planned.
+   * from the plan when there is one.
    */
   accepts(snapshot: AnyMachineSnapshot, event: { type: string }): boolean {
     if (snapshot.status !== 'active') return false;
-    return this.#plan(snapshot, event.type) !== null || snapshot.can(event);
+    const plan = this.#plan(snapshot, event.type);
+    if (plan !== null) {
+      try {
+        return choose(plan, snapshot.context, event)?.accepted ?? false;
+      } catch {
+        // A guard threw: XState's `can` throws it as XState words it.
+      }
+    }
+    return snapshot.can(event);
   }
 
   /** The snapshot `event` leads to from `snapshot`; throws what an action threw. */
@@ -129,9 +154,11 @@ export class MachineSteps {
     const plan = snapshot.status === 'active' ? this.#plan(snapshot, event.type) : null;
     if (plan !== null && snapshot.context !== undefined && snapshot.context !== null) {
       try {
-        return this.#take(snapshot, event, plan);
+        const steps = choose(plan, snapshot.context, event)?.steps;
+        if (steps !== undefined && steps !== null) return this.#take(snapshot, event, steps);
       } catch {
-        // Whatever an assignment threw (or a spawn), XState's own step says what it means.
+        // Whatever a guard or an assignment threw (or a spawn), XState's own step says what it
+        // means.
       }
     }
     return this.#machine.transition(snapshot, event, this.#scope) as AnyMachineSnapshot;
@@ -169,8 +196,8 @@ export class MachineSteps {
     return { ...snapshot, context } as AnyMachineSnapshot;
   }
 
-  /** The planned step for `type` from the snapshot's state, or null when XState takes it. */
-  #plan(snapshot: AnyMachineSnapshot, type: string): readonly AssignStep[] | null {
+  /** The plan for `type` from the snapshot's state. */
+  #plan(snapshot: AnyMachineSnapshot, type: string): Plan {
     if (!this.#plannable) return null;
     const leaf = onlyAtomicNode(snapshot._nodes);
     if (leaf === undefined) return null;
@@ -188,29 +215,70 @@ export class MachineSteps {
   }
 
   /**
-   * Plans the step for `type` from the atomic state `leaf`, choosing the transition as XState
-   * does (the state's own first, then its ancestors'; the first candidate whose guard passes):
-   * planned only when that is an unguarded transition without a target whose actions are all
-   * `assign` (inline, or named in `setup({ actions })`).
+   * The transitions XState tries for `type` from the atomic state `leaf`, in its order (the
+   * state's own, then its ancestors'), up to the first unguarded one. Null when XState must
+   * choose alone: a wildcard, or a guard that is not a plain function (`and`, `or`, `not`,
+   * `stateIn`, one named by another name).
    */
-  #compile(leaf: NodeView, type: string): readonly AssignStep[] | null {
+  #compile(leaf: NodeView, type: string): Plan {
+    const candidates: Candidate[] = [];
     for (let node: NodeView | undefined = leaf; node !== undefined; node = node.parent) {
       for (const descriptor of node.transitions.keys()) {
         if (descriptor === '*' || descriptor.endsWith('.*')) return null;
       }
-      const first = node.transitions.get(type)?.[0];
-      if (first === undefined) continue;
-      if (first.guard !== undefined || first.target !== undefined) return null;
-      if (first.actions.length === 0) return null;
-      const steps: AssignStep[] = [];
-      for (const action of first.actions) {
-        const step = this.#assignStep(action);
-        if (step === undefined) return null;
-        steps.push(step);
+      for (const transition of node.transitions.get(type) ?? []) {
+        let guard: GuardCheck | undefined;
+        if (transition.guard !== undefined) {
+          guard = this.#guardCheck(transition.guard);
+          if (guard === undefined) return null;
+        }
+        const { actions } = transition;
+        candidates.push({
+          guard,
+          steps: transition.target === undefined ? this.#assignSteps(actions) : null,
+          accepted: transition.target !== undefined || actions.length > 0,
+        });
+        if (guard === undefined) return candidates;
       }
-      return steps;
     }
-    return null;
+    return candidates;
+  }
+
+  /** The actions as assignments, or null unless there are some and all are `assign`. */
+  #assignSteps(actions: readonly unknown[]): readonly AssignStep[] | null {
+    if (actions.length === 0) return null;
+    const steps: AssignStep[] = [];
+    for (const action of actions) {
+      const step = this.#assignStep(action);
+      if (step === undefined) return null;
+      steps.push(step);
+    }
+    return steps;
+  }
+
+  /** The guard as XState's `evaluateGuard` calls a plain function guard; undefined otherwise. */
+  #guardCheck(guard: unknown): GuardCheck | undefined {
+    let resolved = guard;
+    let params: unknown;
+    if (typeof guard === 'string') {
+      resolved = this.#guardImplementation(guard);
+    } else if (typeof guard === 'object' && guard !== null) {
+      const { type } = guard as { type?: unknown };
+      if (typeof type !== 'string') return undefined;
+      resolved = this.#guardImplementation(type);
+      params = (guard as { params?: unknown }).params;
+    }
+    if (typeof resolved !== 'function' || 'check' in resolved) return undefined;
+    const check = resolved as (args: object, params: unknown) => unknown;
+    if (typeof params === 'function') {
+      const paramsOf = params as (args: object) => unknown;
+      return (context, event) => check({ context, event }, paramsOf({ context, event }));
+    }
+    return (context, event) => check({ context, event }, params);
+  }
+
+  #guardImplementation(name: string): unknown {
+    return (this.#machine.implementations.guards as Record<string, unknown> | undefined)?.[name];
   }
 
   /** The action as an {@link AssignStep}, resolved as XState resolves it; undefined if not one. */
@@ -240,6 +308,14 @@ export class MachineSteps {
   #implementation(name: string): unknown {
     return (this.#machine.implementations.actions as Record<string, unknown> | undefined)?.[name];
   }
+}
+
+/** The transition XState chooses (the first whose guard passes), or undefined for none. */
+function choose(plan: readonly Candidate[], context: unknown, event: { type: string }) {
+  for (const candidate of plan) {
+    if (candidate.guard === undefined || candidate.guard(context, event)) return candidate;
+  }
+  return undefined;
 }
 
 /** The one atomic (or final) state node of a configuration; undefined for parallel states. */

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
+  and,
   assign,
   createMachine,
+  not,
+  stateIn,
   initialTransition,
   setup,
   transition,
@@ -177,6 +180,132 @@ describe('MachineSteps', () => {
     // In "low", the guarded Inc (+2) passes while the count is below 5, then the parent's (+1).
     expect(snapshot.context).toMatchObject({ count: 7 });
     expect(snapshot.value).toEqual({ on: 'low' });
+  });
+
+  it('chooses among guarded transitions as XState does: inline, named, with params', () => {
+    const guarded = setup({
+      types: { context: {} as { n: number; trail: string }, events: {} as Ev },
+      guards: {
+        below: ({ context }, params: { limit: number }) => context.n < params.limit,
+        even: ({ context }) => context.n % 2 === 0,
+      },
+    }).createMachine({
+      initial: 'counting',
+      context: { n: 0, trail: '' },
+      states: {
+        counting: {
+          on: {
+            Step: [
+              {
+                guard: { type: 'below', params: ({ event }) => ({ limit: event.n ?? 0 }) },
+                actions: assign(({ context }) => ({
+                  n: context.n + 3,
+                  trail: `${context.trail}a`,
+                })),
+              },
+              {
+                guard: 'even',
+                actions: assign(({ context }) => ({
+                  n: context.n + 1,
+                  trail: `${context.trail}b`,
+                })),
+              },
+              {
+                guard: ({ event }) => (event.n ?? 0) > 20,
+                target: 'stopped',
+              },
+              { guard: { type: 'below', params: { limit: 100 } } },
+            ],
+            Fix: { guard: ({ context }) => context.n > 10, target: 'stopped' },
+          },
+        },
+        stopped: { on: { Go: { target: 'counting' } } },
+      },
+    });
+    const alphabet: Ev[] = [
+      { type: 'Step', n: 5 },
+      { type: 'Step', n: 30 },
+      { type: 'Step', n: 12 },
+      { type: 'Fix' },
+      { type: 'Go' },
+    ];
+    let planned = 0;
+    for (let seed = 1; seed <= 30; seed++) planned += compare(guarded, alphabet, 60, seed);
+    expect(planned).toBeGreaterThan(100);
+  });
+
+  it('leaves built-in guards (and, not, stateIn) to XState, with the same results', () => {
+    const builtIn = setup({
+      types: { context: {} as { n: number }, events: {} as Ev },
+      guards: { small: ({ context }) => context.n < 4 },
+    }).createMachine({
+      type: 'parallel',
+      context: { n: 0 },
+      states: {
+        a: {
+          initial: 'x',
+          states: {
+            x: {
+              on: {
+                Inc: {
+                  guard: and(['small', not(stateIn({ b: 'off' }))]),
+                  actions: assign({ n: ({ context }) => context.n + 1 }),
+                },
+              },
+            },
+          },
+        },
+        b: {
+          initial: 'on',
+          states: { on: { on: { Toggle: 'off' } }, off: { on: { Toggle: 'on' } } },
+        },
+      },
+    });
+    const flat = createMachine({
+      types: {} as { context: { n: number }; events: Ev },
+      context: { n: 0 },
+      on: {
+        Inc: {
+          guard: not(({ context }) => context.n > 3),
+          actions: assign({ n: ({ context }) => context.n + 1 }),
+        },
+      },
+    });
+    const alphabet: Ev[] = [{ type: 'Inc' }, { type: 'Toggle' }];
+    expect(compare(builtIn, alphabet, 40, 5)).toBe(0);
+    expect(compare(flat, alphabet, 40, 5)).toBe(0);
+  });
+
+  it('throws what a guard throws, as XState words it', () => {
+    const machine = createMachine({
+      types: {} as { context: { n: number }; events: Ev },
+      context: { n: 0 },
+      on: {
+        Check: {
+          guard: () => {
+            throw new Error('guard broke');
+          },
+          actions: assign({ n: 1 }),
+        },
+      },
+    });
+    const steps = MachineSteps.of(machine);
+    const initial = steps.initial();
+    const [reference] = initialTransition(machine);
+    const thrown = (f: () => unknown): string => {
+      try {
+        f();
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'nothing thrown';
+    };
+    const expected = thrown(() => reference.can({ type: 'Check' }));
+    expect(expected).toContain('guard broke');
+    expect(thrown(() => steps.accepts(initial, { type: 'Check' }))).toBe(expected);
+    expect(thrown(() => steps.transition(initial, { type: 'Check' }))).toBe(
+      thrown(() => transition(machine, reference, { type: 'Check' })),
+    );
   });
 
   it('leaves wildcard, eventless and parallel machines to XState, with the same results', () => {
