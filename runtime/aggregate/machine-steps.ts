@@ -258,16 +258,9 @@ export class MachineSteps {
 
   /** The guard as XState's `evaluateGuard` calls a plain function guard; undefined otherwise. */
   #guardCheck(guard: unknown): GuardCheck | undefined {
-    let resolved = guard;
-    let params: unknown;
-    if (typeof guard === 'string') {
-      resolved = this.#guardImplementation(guard);
-    } else if (typeof guard === 'object' && guard !== null) {
-      const { type } = guard as { type?: unknown };
-      if (typeof type !== 'string') return undefined;
-      resolved = this.#guardImplementation(type);
-      params = (guard as { params?: unknown }).params;
-    }
+    const reference = resolveReference(guard, this.#machine.implementations.guards);
+    if (reference === undefined) return undefined;
+    const { resolved, params } = reference;
     if (typeof resolved !== 'function' || 'check' in resolved) return undefined;
     const check = resolved as (args: object, params: unknown) => unknown;
     if (typeof params === 'function') {
@@ -277,22 +270,11 @@ export class MachineSteps {
     return (context, event) => check({ context, event }, params);
   }
 
-  #guardImplementation(name: string): unknown {
-    return (this.#machine.implementations.guards as Record<string, unknown> | undefined)?.[name];
-  }
-
   /** The action as an {@link AssignStep}, resolved as XState resolves it; undefined if not one. */
   #assignStep(action: unknown): AssignStep | undefined {
-    let resolved = action;
-    let params: unknown;
-    if (typeof action === 'string') {
-      resolved = this.#implementation(action);
-    } else if (typeof action === 'object' && action !== null) {
-      const { type } = action as { type?: unknown };
-      if (typeof type !== 'string') return undefined;
-      resolved = this.#implementation(type);
-      params = (action as { params?: unknown }).params;
-    }
+    const reference = resolveReference(action, this.#machine.implementations.actions);
+    if (reference === undefined) return undefined;
+    const { resolved, params } = reference;
     if (typeof resolved !== 'function') return undefined;
     const { type, assignment } = resolved as { type?: unknown; assignment?: unknown };
     if (type !== 'xstate.assign') return undefined;
@@ -304,10 +286,24 @@ export class MachineSteps {
     }
     return { assignment, params };
   }
+}
 
-  #implementation(name: string): unknown {
-    return (this.#machine.implementations.actions as Record<string, unknown> | undefined)?.[name];
-  }
+/**
+ * An action or guard as XState resolves it: inline as it is, a name (or `{ type, params }`) looked
+ * up in the machine's implementations, with the params given; undefined for an object without a
+ * type.
+ */
+function resolveReference(
+  reference: unknown,
+  implementations: unknown,
+): { resolved: unknown; params: unknown } | undefined {
+  if (typeof reference === 'function') return { resolved: reference, params: undefined };
+  const byName = (implementations ?? {}) as Record<string, unknown>;
+  if (typeof reference === 'string') return { resolved: byName[reference], params: undefined };
+  if (typeof reference !== 'object' || reference === null) return undefined;
+  const { type, params } = reference as { type?: unknown; params?: unknown };
+  if (typeof type !== 'string') return undefined;
+  return { resolved: byName[type], params };
 }
 
 /** The transition XState chooses (the first whose guard passes), or undefined for none. */
