@@ -11,7 +11,13 @@ import {
   isConflictError,
 } from '../errors.js';
 import { readEvent } from '../domain/read-event.js';
-import type { CommandRecord, Commit, EventStore, StreamRef } from '../event-store/event-store.js';
+import type {
+  AppendResult,
+  CommandRecord,
+  Commit,
+  EventStore,
+  StreamRef,
+} from '../event-store/event-store.js';
 import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import type { Logger } from '../logger.js';
 import type { InspectionHook } from '../node/inspection-hook.js';
@@ -89,6 +95,15 @@ interface Decided {
   events: StoredEvent[];
   records: CommandRecord[];
   outcomes: Outcome[];
+}
+
+/** A batch #begin decided, and how its append ended when it did not store the commit. */
+interface FirstTry {
+  decided: Decided;
+  /** The store's answer: a duplicate. */
+  result?: AppendResult;
+  /** What the append threw. */
+  error?: unknown;
 }
 
 /**
@@ -178,7 +193,10 @@ export class AggregateActor {
     this.lastActive = this.#deps.clock.now();
     if (this.#lifecycle === 'failed' && this.failure) return Promise.reject(this.failure);
     return new Promise<CommandResult>((resolve, reject) => {
-      this.#mailbox.push({ command, resolve, reject, attempts: 0 });
+      const envelope: Envelope = { command, resolve, reject, attempts: 0 };
+      // A literal when empty: the first `push` on an empty array reserves 17 slots.
+      if (this.#mailbox.length === 0) this.#mailbox = [envelope];
+      else this.#mailbox.push(envelope);
       this.#kick();
     });
   }
@@ -245,72 +263,209 @@ export class AggregateActor {
   #kick(): void {
     if (this.#running !== undefined) return;
     this.#running = true;
-    void this.#drain();
+    if (this.#replayed) this.#pump();
+    else void this.start().then(() => this.#pump());
   }
 
-  /** Runs the mailbox until it is empty, then wakes whoever waits for the actor to be idle. */
-  async #drain(): Promise<void> {
-    try {
-      if (!this.#replayed) await this.start();
-      while (this.mailboxDepth > 0) {
-        if (this.#lifecycle === 'failed') {
-          this.rejectQueued(this.failure ?? this.#unavailable());
-          return;
-        }
-        const end = Math.min(this.#mailbox.length, this.#head + this.#deps.options.maxBatch);
-        const batch = this.#mailbox.slice(this.#head, end);
-        this.#head = end;
-        await this.#process(batch);
-        if (this.#head === this.#mailbox.length) {
-          // All taken and settled: let go of the envelopes (and the results they reach).
-          this.#mailbox.length = 0;
-          this.#head = 0;
-        } else if (this.#head > 1024 && this.#head * 2 > this.#mailbox.length) {
-          this.#mailbox = this.#mailbox.slice(this.#head);
-          this.#head = 0;
-        }
+  /**
+   * Runs the mailbox until it is empty, a batch at a time, then wakes whoever waits for the actor
+   * to be idle. The usual batch (nothing to read back first, events to store, stored at the first
+   * try) is decided and appended by {@link AggregateActor.#begin} and the next one is taken when
+   * its commit is stored, without an async function: the suspended frames of two of them were the
+   * largest allocation of a command. Every other batch goes on in {@link AggregateActor.#process}.
+   */
+  #pump(): void {
+    while (this.mailboxDepth > 0) {
+      if (this.#lifecycle === 'failed') {
+        this.rejectQueued(this.failure ?? this.#unavailable());
+        break;
       }
-    } finally {
-      this.#running = undefined;
-      if (this.mailboxDepth > 0) {
-        this.#kick();
+      let batch: Envelope[];
+      const { maxBatch } = this.#deps.options;
+      if (this.#head === 0 && this.#mailbox.length <= maxBatch) {
+        // All of it: the mailbox itself is the batch, and a new one takes what comes next.
+        batch = this.#mailbox;
+        this.#mailbox = [];
       } else {
-        const waiters = this.#idleWaiters;
-        this.#idleWaiters = [];
-        for (const wake of waiters) wake();
+        const end = Math.min(this.#mailbox.length, this.#head + maxBatch);
+        batch = this.#mailbox.slice(this.#head, end);
+        this.#head = end;
       }
+      // True when the batch goes on asynchronously: its end pumps again (#next).
+      if (this.#begin(batch)) return;
+      this.#compact();
+    }
+    this.#running = undefined;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** After a batch: lets go of the envelopes taken, and runs the mailbox on. */
+  #next(): void {
+    this.#compact();
+    this.#pump();
+  }
+
+  #compact(): void {
+    if (this.#head === 0) return;
+    if (this.#head === this.#mailbox.length) {
+      // All taken and settled: let go of the envelopes (and the results they reach).
+      this.#mailbox.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#mailbox.length) {
+      this.#mailbox = this.#mailbox.slice(this.#head);
+      this.#head = 0;
     }
   }
 
-  async #process(taken: Envelope[]): Promise<void> {
+  /**
+   * Decides a batch and appends its commit. False when the batch is settled already (its commands
+   * expired); true when it goes on asynchronously and pumps again at its end.
+   */
+  #begin(taken: Envelope[]): boolean {
+    const batch = this.#dropExpired(taken);
+    if (batch.length === 0) return false;
+    if (this.#recent.someOnlyById && this.#mustRecall(batch, NOTHING_RECALLED)) {
+      this.#resume(batch, this.#process(batch));
+      return true;
+    }
+    const decided = this.#decideBatch(batch, NOTHING_RECALLED);
+    if (decided.events.length === 0) {
+      this.#resume(batch, this.#process(batch, { decided }));
+      return true;
+    }
+    let appended: Promise<AppendResult>;
+    try {
+      appended = this.#append(decided);
+    } catch (error) {
+      this.#resume(batch, this.#process(batch, { decided, error }));
+      return true;
+    }
+    appended.then(
+      (result) => {
+        try {
+          if (result.duplicate) {
+            this.#resume(batch, this.#process(batch, { decided, result }));
+            return;
+          }
+          this.#stored(batch, decided, result);
+        } catch (error) {
+          this.#broken(batch, error);
+          return;
+        }
+        // A microtask later, so that commands sent as soon as their sender had its answer (a
+        // caller in this process) join the next batch instead of leaving alone before it.
+        queueMicrotask(() => this.#next());
+      },
+      (error: unknown) => this.#resume(batch, this.#process(batch, { decided, error })),
+    );
+    return true;
+  }
+
+  /** Runs the mailbox on once `processing` has settled the batch. */
+  #resume(batch: Envelope[], processing: Promise<void>): void {
+    processing.then(
+      () => this.#next(),
+      (error: unknown) => this.#broken(batch, error),
+    );
+  }
+
+  /**
+   * A batch ended in an error nothing expected (a defect): the actor fails (the supervisor
+   * restarts it on its next command) and the batch's commands are rejected, instead of waiting
+   * for ever.
+   */
+  #broken(batch: Envelope[], error: unknown): void {
+    const failure =
+      error instanceof JetactorError
+        ? error
+        : new InfrastructureError(
+            'AGGREGATE_UNAVAILABLE',
+            `${label(this.stream)}: a command failed unexpectedly (${describeError(error)}); the aggregate restarts on its next command, send the command again.`,
+            { cause: error },
+          );
+    if (this.#lifecycle !== 'passivated') this.#fail(failure);
+    this.#rejectAll(batch, failure);
+    this.#next();
+  }
+
+  #append(decided: Decided): Promise<AppendResult> {
+    this.#transition('COMMIT');
+    return this.#deps.store.append({
+      stream: this.stream,
+      expectedPosition: this.#position,
+      dedupId: commitId(this.stream, decided.records),
+      events: decided.events,
+      commands: decided.records,
+    });
+  }
+
+  /** The batch's commit is stored: its state is confirmed and its commands answered. */
+  #stored(batch: Envelope[], decided: Decided, result: AppendResult): void {
+    this.#position = result.position;
+    for (const outcome of decided.outcomes) {
+      if (outcome.ok && (!outcome.result.duplicate || outcome.inBatch)) {
+        outcome.result.position = result.position;
+      }
+    }
+    this.#version += decided.events.length;
+    this.#confirmed = this.#state;
+    this.#transition('COMMITTED');
+    this.#deps.inspection?.emit?.({
+      kind: 'commit',
+      at: this.#deps.clock.now(),
+      ...this.stream,
+      position: result.position,
+      version: this.#version,
+      events: decided.events,
+      value: this.#confirmed.value,
+    });
+    this.#remember(decided.outcomes);
+    this.#settle(batch, decided.outcomes);
+    this.#maybeSnapshot();
+  }
+
+  /**
+   * Decides and commits a batch that cannot go the usual way: commands to read back first, no
+   * events to store, or (`first`) an append that #begin tried and that did not store the commit.
+   */
+  async #process(taken: Envelope[], first?: FirstTry): Promise<void> {
     const { options } = this.#deps;
     let checks = 0;
     let batch = taken;
     // First results read back from their commits, for commands sent again (made when needed).
     let recalled: Map<string, CommandResult> | undefined;
+    let tried = first;
     for (;;) {
-      // Commands whose sender stopped waiting are not started (see CommandOptions.timeoutMs).
-      batch = this.#dropExpired(batch);
-      if (batch.length === 0) return;
-      // Commands known only by id (replayed, or caught up after a conflict) are answered with
-      // their first result: read it back before deciding.
-      if (this.#recent.someOnlyById && this.#mustRecall(batch, recalled ?? NOTHING_RECALLED)) {
-        recalled ??= new Map();
-        const unread = await this.#recallKnown(batch, recalled);
-        if (unread !== undefined) {
-          // Stored once already: deciding it again could refuse it, or apply it twice.
-          this.#rejectAll(
-            batch,
-            new InfrastructureError(
-              'AGGREGATE_UNAVAILABLE',
-              `${label(this.stream)}: command "${unread}" was stored before, but its result could not be read back; send it again with the same command id.`,
-            ),
-          );
-          return;
+      let decided: Decided;
+      if (tried !== undefined) {
+        decided = tried.decided;
+      } else {
+        // Commands whose sender stopped waiting are not started (see CommandOptions.timeoutMs).
+        batch = this.#dropExpired(batch);
+        if (batch.length === 0) return;
+        // Commands known only by id (replayed, or caught up after a conflict) are answered with
+        // their first result: read it back before deciding.
+        if (this.#recent.someOnlyById && this.#mustRecall(batch, recalled ?? NOTHING_RECALLED)) {
+          recalled ??= new Map();
+          const unread = await this.#recallKnown(batch, recalled);
+          if (unread !== undefined) {
+            // Stored once already: deciding it again could refuse it, or apply it twice.
+            this.#rejectAll(
+              batch,
+              new InfrastructureError(
+                'AGGREGATE_UNAVAILABLE',
+                `${label(this.stream)}: command "${unread}" was stored before, but its result could not be read back; send it again with the same command id.`,
+              ),
+            );
+            return;
+          }
         }
+        decided = this.#decideBatch(batch, recalled ?? NOTHING_RECALLED);
       }
-      const decided = this.#decideBatch(batch, recalled ?? NOTHING_RECALLED);
       if (decided.events.length === 0) {
+        tried = undefined;
         // Nothing to store, so no expected-sequence check confirms the state these answers were
         // decided on (a refusal, a read such as a status): another node may have appended since.
         // Catch up first, and decide again on what is new.
@@ -327,47 +482,35 @@ export class AggregateActor {
         this.#settle(batch, decided.outcomes);
         return;
       }
-      this.#transition('COMMIT');
       let error: unknown;
       let duplicate = false;
       let duplicateAt = 0;
-      try {
-        const result = await this.#deps.store.append({
-          stream: this.stream,
-          expectedPosition: this.#position,
-          dedupId: commitId(this.stream, decided.records),
-          events: decided.events,
-          commands: decided.records,
-        });
-        if (!result.duplicate) {
-          this.#position = result.position;
-          for (const outcome of decided.outcomes) {
-            if (outcome.ok && (!outcome.result.duplicate || outcome.inBatch)) {
-              outcome.result.position = result.position;
-            }
-          }
-          this.#version += decided.events.length;
-          this.#confirmed = this.#state;
-          this.#transition('COMMITTED');
-          this.#deps.inspection?.emit?.({
-            kind: 'commit',
-            at: this.#deps.clock.now(),
-            ...this.stream,
-            position: result.position,
-            version: this.#version,
-            events: decided.events,
-            value: this.#confirmed.value,
-          });
-          this.#remember(decided.outcomes);
-          this.#settle(batch, decided.outcomes);
-          this.#maybeSnapshot();
+      let result: AppendResult | undefined;
+      let failed = false;
+      if (tried !== undefined) {
+        // #begin appended already: its result was a duplicate, or it failed.
+        ({ result, error } = tried);
+        failed = result === undefined;
+        tried = undefined;
+      } else {
+        try {
+          result = await this.#append(decided);
+        } catch (caught) {
+          error = caught;
+          failed = true;
+        }
+      }
+      if (!failed) {
+        // A store that answers nothing is a defect: reading it throws, and the actor fails.
+        const answer = result as AppendResult;
+        if (!answer.duplicate) {
+          this.#stored(batch, decided, answer);
           return;
         }
         duplicate = true;
-        duplicateAt = result.position;
-      } catch (caught) {
-        error = caught;
-        if (isConflictError(caught)) this.#deps.onConflict?.(this);
+        duplicateAt = answer.position;
+      } else if (isConflictError(error)) {
+        this.#deps.onConflict?.(this);
       }
       // Stored by someone else first, or not at all: back to what the store has.
       this.#state = this.#confirmed;
