@@ -9,8 +9,9 @@
  *
  * Prints `ready` on stdout once it is subscribed.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { connect, createInbox, type Msg } from '@nats-io/transport-node';
+import { randomCommandId } from '../runtime/command-id.js';
 import { EncodedHeaders } from '../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../runtime/nats/pooled-protocol-lines.js';
 
@@ -47,7 +48,7 @@ async function main(): Promise<void> {
       if (error !== null) return;
       const subject = `limit.${request.subject.slice('rlimit.'.length)}`;
       const headers = new EncodedHeaders([
-        ['Nats-Msg-Id', randomUUID()],
+        ['Nats-Msg-Id', randomCommandId()],
         ['Nats-Expected-Last-Subject-Sequence', String(lastSequence.get(subject) ?? 0)],
       ]);
       const ackId = next++;

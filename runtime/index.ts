@@ -82,6 +82,7 @@ export { InMemoryDeadLetterStore } from './reactors/in-memory-dead-letter-store.
 export { JetStreamDeadLetterStore } from './reactors/jetstream-dead-letter-store.js';
 export { deadLetterStream, deadLetterSubject, reactorConsumerName } from './nats/subjects.js';
 export { systemClock } from './clock.js';
+export { randomCommandId } from './command-id.js';
 export {
   createLogger,
   loggerOptions,

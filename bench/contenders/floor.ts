@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { AnyMachineSnapshot } from 'xstate';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   MsgpackCodec,
+  randomCommandId,
   systemClock,
   type CommandResult,
   type DecideContext,
@@ -98,7 +98,7 @@ export class FloorAccounts {
   async deposit(id: string, amount: unknown): Promise<CommandResult> {
     const account = this.open(id);
     const input = this.#deposit.input.parse({ amount });
-    const commandId = randomUUID();
+    const commandId = randomCommandId();
     const ctx: DecideContext = {
       aggregateId: id,
       version: account.version,

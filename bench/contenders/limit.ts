@@ -1,5 +1,6 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { randomCommandId } from '../../runtime/command-id.js';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import {
@@ -122,7 +123,7 @@ export class LimitContender implements BankContender {
   deposit(id: string): Promise<number> {
     const subject = `limit.${id}`;
     const h = new EncodedHeaders([
-      ['Nats-Msg-Id', randomUUID()],
+      ['Nats-Msg-Id', randomCommandId()],
       ['Nats-Expected-Last-Subject-Sequence', String(this.#appends.lastSequenceOf(subject))],
     ]);
     return this.#appends.append(subject, this.#payload, h);

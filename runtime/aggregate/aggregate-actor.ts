@@ -579,9 +579,10 @@ export class AggregateActor {
 
   #decideBatch(batch: Envelope[], recalled: ReadonlyMap<string, CommandResult>): Decided {
     const { definition, clock } = this.#deps;
-    const events: StoredEvent[] = [];
-    const records: CommandRecord[] = [];
-    const outcomes: Outcome[] = [];
+    // Grown with `pushed`: most batches hold one command, with one event.
+    let events: StoredEvent[] = [];
+    let records: CommandRecord[] = [];
+    let outcomes: Outcome[] = [];
     // Results decided in this batch by command id; made when a second command comes.
     let inBatch: Map<string, CommandResult> | undefined;
     let only: CommandResult | undefined;
@@ -590,7 +591,7 @@ export class AggregateActor {
     for (const { command } of batch) {
       const recent = this.#recent.resultOf(command.id) ?? recalled.get(command.id);
       if (recent !== undefined) {
-        outcomes.push({ ok: true, result: { ...recent, duplicate: true } });
+        outcomes = pushed(outcomes, { ok: true, result: { ...recent, duplicate: true } });
         continue;
       }
       const sameBatch =
@@ -600,11 +601,15 @@ export class AggregateActor {
             ? only
             : undefined;
       if (sameBatch !== undefined) {
-        outcomes.push({ ok: true, result: { ...sameBatch, duplicate: true }, inBatch: true });
+        outcomes = pushed(outcomes, {
+          ok: true,
+          result: { ...sameBatch, duplicate: true },
+          inBatch: true,
+        });
         continue;
       }
       if (command.expectedVersion !== undefined && command.expectedVersion !== version) {
-        outcomes.push({
+        outcomes = pushed(outcomes, {
           ok: false,
           error: new RejectionError(
             'WRONG_EXPECTED_VERSION',
@@ -631,10 +636,13 @@ export class AggregateActor {
         }
         produced = normalise(handler.decide(before, command.input, ctx));
       } catch (error) {
-        outcomes.push({ ok: false, error: decideError(this.stream, command.name, error) });
+        outcomes = pushed(outcomes, {
+          ok: false,
+          error: decideError(this.stream, command.name, error),
+        });
         continue;
       }
-      const commandEvents: StoredEvent[] = [];
+      let commandEvents: StoredEvent[] = [];
       let failure: JetactorError | undefined;
       for (let index = 0; index < produced.events.length; index++) {
         const event = produced.events[index] as { type: string; data: unknown };
@@ -645,15 +653,16 @@ export class AggregateActor {
         }
         failure = this.#apply(stored, command.name);
         if (failure) break;
-        commandEvents.push(stored);
+        commandEvents = pushed(commandEvents, stored);
       }
       if (failure) {
         this.#state = before;
-        outcomes.push({ ok: false, error: failure });
+        outcomes = pushed(outcomes, { ok: false, error: failure });
         continue;
       }
       version += commandEvents.length;
-      for (const event of commandEvents) events.push(event);
+      if (events.length === 0) events = commandEvents.slice();
+      else for (const event of commandEvents) events.push(event);
       const result: CommandResult = {
         commandId: command.id,
         version,
@@ -663,7 +672,8 @@ export class AggregateActor {
         position: this.#position,
       };
       if (commandEvents.length > 0) {
-        records.push(
+        records = pushed(
+          records,
           produced.response === undefined
             ? { id: command.id }
             : { id: command.id, response: produced.response },
@@ -675,7 +685,7 @@ export class AggregateActor {
           inBatch.set(command.id, result);
         }
       }
-      outcomes.push({ ok: true, result });
+      outcomes = pushed(outcomes, { ok: true, result });
     }
     return { events, records, outcomes };
   }
@@ -1067,6 +1077,16 @@ export class AggregateActor {
   #transition(event: LifecycleEvent): void {
     this.#lifecycle = nextLifecycleState(this.#lifecycle, event);
   }
+}
+
+/**
+ * `list` with `item` at its end: a new one-element array when `list` is empty (the first `push`
+ * on an empty array reserves 17 slots), else `list` itself.
+ */
+function pushed<T>(list: T[], item: T): T[] {
+  if (list.length === 0) return [item];
+  list.push(item);
+  return list;
 }
 
 function normalise(result: unknown): {

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { headers, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { AggregateView } from '../aggregate/aggregate-actor.js';
@@ -9,6 +8,7 @@ import {
   type CommandResult,
 } from '../aggregate/command.js';
 import { systemClock, type Clock } from '../clock.js';
+import { randomCommandId } from '../command-id.js';
 import type { Codec } from '../codec/codec.js';
 import { MsgpackCodec } from '../codec/msgpack-codec.js';
 import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
@@ -101,7 +101,7 @@ export interface ClientOptions {
    * domain. Default none: then pass the domain as third argument.
    */
   domains?: readonly DomainDefinition<any>[];
-  /** Generates command ids; default `crypto.randomUUID`. */
+  /** Generates command ids; default a random UUID (`randomCommandId`). */
   newId?: () => string;
   /** Clock of the backoff between tries; default the system clock. */
   clock?: Clock;
@@ -175,7 +175,7 @@ export class JetactorClient {
     this.#nc = parsed.data.connection;
     this.#codec = parsed.data.codec ?? new MsgpackCodec();
     this.#clock = parsed.data.clock ?? systemClock;
-    this.#newId = parsed.data.newId ?? randomUUID;
+    this.#newId = parsed.data.newId ?? randomCommandId;
     this.#pipeline = new ReplyPipeline(this.#nc, this.#clock, parsed.data.timeoutMs);
   }
 

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import type { AggregateView } from '../aggregate/aggregate-actor.js';
@@ -10,6 +10,7 @@ import {
   type CommandResult,
 } from '../aggregate/command.js';
 import { systemClock, type Clock } from '../clock.js';
+import { randomCommandId } from '../command-id.js';
 import type {
   AnyAggregateDefinition,
   CommandInput,
@@ -134,7 +135,7 @@ export interface NodeOptions {
   clock?: Clock;
   /** pino logger; default JSON on stderr at `warn` (or `JETACTOR_LOG_LEVEL`). */
   logger?: Logger;
-  /** Generates command ids when the caller gives none; default `crypto.randomUUID`. */
+  /** Generates command ids when the caller gives none; default a random UUID (`randomCommandId`). */
   newId?: () => string;
   /**
    * This node's name in the leases of its reactors and projections and in their status replies;
@@ -220,7 +221,7 @@ export class DomainNode {
     }
     this.#clock = config.clock ?? systemClock;
     this.logger = config.logger ?? createLogger();
-    this.#newId = config.newId ?? randomUUID;
+    this.#newId = config.newId ?? randomCommandId;
     this.#ownsStore = config.store === undefined;
     this.store = config.store ?? new InMemoryEventStore({ clock: this.#clock });
     this.#supervisor = new Supervisor({
