@@ -11,7 +11,7 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
-import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
@@ -402,74 +402,101 @@ export class JetStreamEventStore implements EventStore {
 
   /**
    * Publishes one commit and waits for its acknowledgement. A late acknowledgement makes it send
-   * the same message again (same `Nats-Msg-Id`, so it is stored at most once).
+   * the same message again (same `Nats-Msg-Id`, so it is stored at most once). The first try
+   * goes without an async function (its suspended frame was a large part of what an append
+   * allocates); a failed one goes on in {@link JetStreamEventStore.#retry}.
    */
-  async #publish(
-    request: AppendRequest,
-    subject: string,
-    payload: Uint8Array,
-  ): Promise<AppendResult> {
-    const { appendAttempts, ackTimeoutMs } = this.#options;
+  #publish(request: AppendRequest, subject: string, payload: Uint8Array): Promise<AppendResult> {
     const h = new EncodedHeaders([
       ['Nats-Msg-Id', request.dedupId],
       ['Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition)],
     ]);
-    let resent = false;
+    return this.#pipeline.request(subject, payload, h).then(
+      (msg) => this.#acknowledged(request, subject, payload, msg, false),
+      (error: unknown) => this.#retry(request, subject, payload, h, error),
+    );
+  }
+
+  /** After a first try that failed: sends again while its acknowledgement was only late. */
+  async #retry(
+    request: AppendRequest,
+    subject: string,
+    payload: Uint8Array,
+    h: MsgHdrs,
+    first: unknown,
+  ): Promise<AppendResult> {
+    const { appendAttempts, ackTimeoutMs } = this.#options;
+    let error = first;
     for (let attempt = 1; ; attempt++) {
-      let msg: Msg;
-      try {
-        msg = await this.#pipeline.request(subject, payload, h);
-      } catch (error) {
-        if (error instanceof ReplyTimeoutError && attempt < appendAttempts && !this.#closed) {
-          this.#logger.debug(
-            { subject, attempt: attempt + 1 },
-            'append acknowledgement late; sending again with the same message id',
-          );
-          resent = true;
+      if (error instanceof ReplyTimeoutError && attempt < appendAttempts && !this.#closed) {
+        this.#logger.debug(
+          { subject, attempt: attempt + 1 },
+          'append acknowledgement late; sending again with the same message id',
+        );
+        let msg: Msg;
+        try {
+          msg = await this.#pipeline.request(subject, payload, h);
+        } catch (caught) {
+          error = caught;
           continue;
         }
-        if (error instanceof ReplyTimeoutError) {
-          throw new InfrastructureError(
-            'STORE_TIMEOUT',
-            `${label(request.stream)}: no acknowledgement for the commit on ${subject} after ${attempt} tries of ${ackTimeoutMs} ms; it may or may not be stored. Send the command again with the same command id; it is applied at most once.`,
-            { cause: error, details: { attempts: attempt, ackTimeoutMs } },
-          );
-        }
-        if (isPermissionViolation(error)) {
-          throw permissionDenied(error, `the commit of ${label(request.stream)} on ${subject}`);
-        }
+        return this.#acknowledged(request, subject, payload, msg, true);
+      }
+      if (error instanceof ReplyTimeoutError) {
         throw new InfrastructureError(
-          'STORE_UNAVAILABLE',
-          `${label(request.stream)}: the commit on ${subject} was not acknowledged: ${describeError(error)}. It may or may not be stored; send the command again with the same command id.`,
-          { cause: error },
+          'STORE_TIMEOUT',
+          `${label(request.stream)}: no acknowledgement for the commit on ${subject} after ${attempt} tries of ${ackTimeoutMs} ms; it may or may not be stored. Send the command again with the same command id; it is applied at most once.`,
+          { cause: error, details: { attempts: attempt, ackTimeoutMs } },
         );
       }
-      if (msg.headers?.hasError) {
-        const { code, description } = msg.headers;
-        throw new InfrastructureError(
-          'STORE_UNAVAILABLE',
-          `${label(request.stream)}: no JetStream stream answered on ${subject} (${code} ${description}). Is the stream ${this.streamName(request.stream.domain)} there and the server up? Send the command again.`,
-          { details: { status: code } },
-        );
+      if (isPermissionViolation(error)) {
+        throw permissionDenied(error, `the commit of ${label(request.stream)} on ${subject}`);
       }
-      let ack: PubAckJSON;
-      try {
-        ack = JSON.parse(utf8.decode(msg.data)) as PubAckJSON;
-      } catch (error) {
-        throw unavailableForCommands(`reading the acknowledgement for ${subject}`, error);
-      }
-      if (ack.error !== undefined) throw this.#appendError(request, subject, ack.error);
-      if (typeof ack.seq !== 'number') {
-        throw unavailableForCommands(
-          `reading the acknowledgement for ${subject}`,
-          new Error(JSON.stringify(ack)),
-        );
-      }
-      if (ack.duplicate === true && resent) {
-        return { position: ack.seq, duplicate: !(await this.#isOurs(request, ack.seq, payload)) };
-      }
-      return { position: ack.seq, duplicate: ack.duplicate === true };
+      throw new InfrastructureError(
+        'STORE_UNAVAILABLE',
+        `${label(request.stream)}: the commit on ${subject} was not acknowledged: ${describeError(error)}. It may or may not be stored; send the command again with the same command id.`,
+        { cause: error },
+      );
     }
+  }
+
+  /** The append's result from its acknowledgement; `resent` when it was sent more than once. */
+  #acknowledged(
+    request: AppendRequest,
+    subject: string,
+    payload: Uint8Array,
+    msg: Msg,
+    resent: boolean,
+  ): AppendResult | Promise<AppendResult> {
+    if (msg.headers?.hasError) {
+      const { code, description } = msg.headers;
+      throw new InfrastructureError(
+        'STORE_UNAVAILABLE',
+        `${label(request.stream)}: no JetStream stream answered on ${subject} (${code} ${description}). Is the stream ${this.streamName(request.stream.domain)} there and the server up? Send the command again.`,
+        { details: { status: code } },
+      );
+    }
+    let ack: PubAckJSON;
+    try {
+      ack = JSON.parse(utf8.decode(msg.data)) as PubAckJSON;
+    } catch (error) {
+      throw unavailableForCommands(`reading the acknowledgement for ${subject}`, error);
+    }
+    if (ack.error !== undefined) throw this.#appendError(request, subject, ack.error);
+    if (typeof ack.seq !== 'number') {
+      throw unavailableForCommands(
+        `reading the acknowledgement for ${subject}`,
+        new Error(JSON.stringify(ack)),
+      );
+    }
+    const position = ack.seq;
+    if (ack.duplicate === true && resent) {
+      return this.#isOurs(request, position, payload).then((ours) => ({
+        position,
+        duplicate: !ours,
+      }));
+    }
+    return { position, duplicate: ack.duplicate === true };
   }
 
   /**

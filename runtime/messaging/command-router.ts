@@ -1082,9 +1082,13 @@ function readOptionHeaders(
         `is not a request header of this protocol; the known ones are ${[...optionHeaders.keys(), REPLY_HEADER].map(canonical).join(', ')}`,
       );
     }
-    seen ??= [];
-    if (seen.includes(lower)) throw invalidHeader(key, 'is given more than once; send it once');
-    seen.push(lower);
+    if (seen === undefined) {
+      // A literal: the first `push` on an empty array reserves 17 slots.
+      seen = [lower];
+    } else {
+      if (seen.includes(lower)) throw invalidHeader(key, 'is given more than once; send it once');
+      seen.push(lower);
+    }
     const value = raw.trim();
     if (field === undefined) {
       if (value.toLowerCase() !== COMPACT_REPLY) {

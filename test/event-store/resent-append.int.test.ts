@@ -73,4 +73,34 @@ describe('an append sent again after a late acknowledgement', () => {
     expect(again).toEqual({ position: first.position, duplicate: true });
     await Promise.all([store.close(), other.close()]);
   });
+
+  it('fails with STORE_TIMEOUT, naming its tries, when no acknowledgement comes to any of them; the store serves again after', async () => {
+    const store = await JetStreamEventStore.open({
+      connection: nc,
+      prefix: 'late',
+      ackTimeoutMs: 100,
+      appendAttempts: 2,
+      logger: silentLogger,
+    });
+    await store.ensureDomains(['bank']);
+    await server.pause();
+    const appended = store.append(commit('dep-1', 0, 1, 1)).then(
+      () => expect.unreachable('the append cannot be acknowledged while the server is paused'),
+      (error: unknown) => error,
+    );
+    // Two tries of 100 ms, and the sweep that finds the second one late.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await server.resume();
+    const error = await appended;
+    expect(error).toMatchObject({ code: 'STORE_TIMEOUT', details: { attempts: 2 } });
+    expect((error as Error).message).toContain('after 2 tries of 100 ms');
+    expect((error as Error).message).toContain('Send the command again with the same command id');
+    // Stored at most once: the message id was the same on both tries.
+    const again = await store.append(commit('dep-1', 0, 1, 1));
+    const stored = [];
+    for await (const c of store.read(stream)) stored.push(c);
+    expect(stored).toHaveLength(1);
+    expect(again.position).toBe(stored[0]?.position);
+    await store.close();
+  });
 });
