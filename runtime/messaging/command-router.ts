@@ -25,7 +25,7 @@ import {
 import type { Logger } from '../logger.js';
 import { isIdentifier, whyNotSubjectToken } from '../names.js';
 import type { DomainNode } from '../node/domain-node.js';
-import { headerLines, headerValue, type HeaderLines } from '../nats/header-lines.js';
+import { headerLines, headerValue, lowerCaseKey, type HeaderLines } from '../nats/header-lines.js';
 import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import { COMPACT_REPLY, toCompactResult } from './compact-result.js';
@@ -1072,7 +1072,7 @@ function readOptionHeaders(
   let compact = false;
   for (const [key, raw] of lines) {
     if (key.length < JETACTOR_PREFIX.length) continue;
-    const lower = key.toLowerCase();
+    const lower = lowerCaseKey(key);
     if (!lower.startsWith(JETACTOR_PREFIX)) continue;
     if (forwarded && forwardHeaders.has(lower)) continue;
     const field = optionHeaders.get(lower);

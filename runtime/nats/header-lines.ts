@@ -107,11 +107,50 @@ function parseHeaderBytes(bytes: Buffer, only?: HeaderKeys): HeaderLines {
       let to = end;
       while (from < to && isBlank(bytes[from] as number)) from++;
       while (to > from && isBlank(bytes[to - 1] as number)) to--;
-      lines.push([bytes.toString('utf8', start, colon), bytes.toString('utf8', from, to).trim()]);
+      lines.push([keyAt(bytes, start, colon), bytes.toString('utf8', from, to).trim()]);
     }
     start = end < length ? end : -1;
   }
   return lines;
+}
+
+/**
+ * Header keys read so far, as their bytes and their string, so that a key that comes again (the
+ * same few on every request, reply and acknowledgement) is not decoded again, and its lower case
+ * ({@link lowerCaseKey}) is not made again. The first {@link MAX_KNOWN_KEYS} distinct keys are
+ * kept; others are decoded each time.
+ */
+const knownKeys: { bytes: Buffer; key: string }[] = [];
+const MAX_KNOWN_KEYS = 64;
+/** Lower case of the keys read and looked up, up to {@link MAX_LOWER_CASE} of them. */
+const lowerCase = new Map<string, string>();
+const MAX_LOWER_CASE = 256;
+
+/** The key in `bytes[start, end)`: the string of a known key, or a new one. */
+function keyAt(bytes: Buffer, start: number, end: number): string {
+  const length = end - start;
+  next: for (const known of knownKeys) {
+    if (known.bytes.length !== length) continue;
+    for (let index = 0; index < length; index++) {
+      if (bytes[start + index] !== known.bytes[index]) continue next;
+    }
+    return known.key;
+  }
+  const key = bytes.toString('utf8', start, end);
+  if (knownKeys.length < MAX_KNOWN_KEYS) {
+    knownKeys.push({ bytes: Buffer.from(bytes.subarray(start, end)), key });
+  }
+  return key;
+}
+
+/** `key.toLowerCase()`, made once for each key looked up often (header keys are few). */
+export function lowerCaseKey(key: string): string {
+  let lower = lowerCase.get(key);
+  if (lower === undefined) {
+    lower = key.toLowerCase();
+    if (lowerCase.size < MAX_LOWER_CASE) lowerCase.set(key, lower);
+  }
+  return lower;
 }
 
 const CR = 0x0d;
@@ -161,9 +200,9 @@ function startsWithStatusLine(block: Uint8Array): boolean {
 
 /** The first value of `key` (ASCII case ignored), or `''` as nats.js' `get` answers. */
 export function headerValue(lines: HeaderLines, key: string): string {
-  const lower = key.toLowerCase();
+  const lower = lowerCaseKey(key);
   for (const [k, value] of lines) {
-    if (k.length === lower.length && k.toLowerCase() === lower) return value;
+    if (k.length === lower.length && lowerCaseKey(k) === lower) return value;
   }
   return '';
 }

@@ -52,6 +52,24 @@ describe('parseHeaderBlock', () => {
     expect(headerValue(parseHeaderBlock(block), 'JETACTOR-ACTOR')).toBe('a');
     expect(headerValue(parseHeaderBlock(block), 'Content-Type')).toBe('');
   });
+
+  it('reads keys it has seen before (kept as strings) and past as many as it keeps, alike', () => {
+    // More distinct keys than are kept, read twice: the second reading takes the kept strings.
+    const keys = Array.from({ length: 100 }, (_, i) => `Key-${i}-${'x'.repeat(i % 3)}`);
+    const block = `NATS/1.0\r\n${keys.map((key, i) => `${key}: v${i}`).join('\r\n')}\r\n\r\n`;
+    const first = parseHeaderBlock(block);
+    const second = parseHeaderBlock(block);
+    expect(first).toEqual(decodedByNats(block));
+    expect(second).toEqual(first);
+    // Keys of the same length and different bytes are not taken for each other.
+    expect(parseHeaderBlock('NATS/1.0\r\nKey-1-x: x\r\nKey-2-x: y\r\n\r\n')).toEqual([
+      ['Key-1-x', 'x'],
+      ['Key-2-x', 'y'],
+    ]);
+    for (let i = 0; i < 100; i++) {
+      expect(headerValue(second, (keys[i] as string).toUpperCase())).toBe(`v${i}`);
+    }
+  });
 });
 
 describe('headerLines of a received message', () => {
