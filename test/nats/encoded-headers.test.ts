@@ -18,6 +18,24 @@ describe('encoded headers', () => {
     );
   });
 
+  it('encode UTF-8 values, trimmed values, repeated keys and more keys than are kept, as nats.js does', () => {
+    const cases: [string, string][][] = [
+      [['Jetactor-Actor', '  Zoë 😀 ']],
+      [
+        ['Jetactor-Actor', 'a'],
+        ['Jetactor-Actor', 'b'],
+      ],
+      Array.from({ length: 80 }, (_, i) => [`Key-${i}`, `value ${i} é`] as [string, string]),
+    ];
+    for (const entries of cases) {
+      const reference = headers();
+      for (const [key, value] of entries) reference.append(key, value);
+      expect(decoder.decode(new EncodedHeaders(entries).encode())).toBe(
+        decoder.decode((reference as MsgHdrsImpl).encode()),
+      );
+    }
+  });
+
   it('read like the headers they were built from', () => {
     const h = new EncodedHeaders([
       ['Content-Type', 'application/msgpack'],
