@@ -16,6 +16,15 @@ function byLibrary(bytes: Uint8Array): { value: unknown } | { error: unknown } {
   }
 }
 
+/** True when `value` holds a map with a `__proto__` key, at any depth. */
+function hasProtoKey(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(hasProtoKey);
+  if (typeof value !== 'object' || value === null) return false;
+  return Object.keys(value).some(
+    (key) => key === '__proto__' || hasProtoKey((value as Record<string, unknown>)[key]),
+  );
+}
+
 /** Plain data as the runtime's envelopes and replies hold it, strings of every size and script. */
 const plain = fc.letrec((tie) => ({
   value: fc.oneof(
@@ -42,7 +51,11 @@ describe('MsgpackReader', () => {
       fc.property(plain, (value) => {
         const bytes = encoder.encode(value);
         const read = reader.decode(bytes);
-        expect(read).not.toBe(NOT_READ);
+        if (read === NOT_READ) {
+          // The one shape of plain data it leaves to the library, by design (see below).
+          expect(hasProtoKey(value)).toBe(true);
+          return;
+        }
         expect(read).toStrictEqual(decoder.decode(bytes));
       }),
       { numRuns: 2_000 },
