@@ -10,6 +10,7 @@ import {
   describeError,
   isConflictError,
 } from '../errors.js';
+import { pushed } from '../arrays.js';
 import { readEvent } from '../domain/read-event.js';
 import type {
   AppendResult,
@@ -193,10 +194,7 @@ export class AggregateActor {
     this.lastActive = this.#deps.clock.now();
     if (this.#lifecycle === 'failed' && this.failure) return Promise.reject(this.failure);
     return new Promise<CommandResult>((resolve, reject) => {
-      const envelope: Envelope = { command, resolve, reject, attempts: 0 };
-      // A literal when empty: the first `push` on an empty array reserves 17 slots.
-      if (this.#mailbox.length === 0) this.#mailbox = [envelope];
-      else this.#mailbox.push(envelope);
+      this.#mailbox = pushed(this.#mailbox, { command, resolve, reject, attempts: 0 });
       this.#kick();
     });
   }
@@ -1077,16 +1075,6 @@ export class AggregateActor {
   #transition(event: LifecycleEvent): void {
     this.#lifecycle = nextLifecycleState(this.#lifecycle, event);
   }
-}
-
-/**
- * `list` with `item` at its end: a new one-element array when `list` is empty (the first `push`
- * on an empty array reserves 17 slots), else `list` itself.
- */
-function pushed<T>(list: T[], item: T): T[] {
-  if (list.length === 0) return [item];
-  list.push(item);
-  return list;
 }
 
 function normalise(result: unknown): {

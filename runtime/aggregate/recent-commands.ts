@@ -1,3 +1,4 @@
+import { pushed } from '../arrays.js';
 import type { CommandResult } from './command.js';
 
 /**
@@ -67,8 +68,7 @@ export class RecentCommands {
     if (this.#limit === 0) return;
     this.know(result.commandId, result.position);
     this.#dropResult(result.commandId);
-    if (this.#results.length === 0) this.#results = [result];
-    else this.#results.push(result);
+    this.#results = pushed(this.#results, result);
     if (this.#results.length > this.#kept) this.#results.shift();
   }
 

@@ -8,6 +8,7 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import { z } from 'zod';
+import { pushed } from '../arrays.js';
 import type { CommandRequest, CommandResult } from '../aggregate/command.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
@@ -1082,13 +1083,8 @@ function readOptionHeaders(
         `is not a request header of this protocol; the known ones are ${[...optionHeaders.keys(), REPLY_HEADER].map(canonical).join(', ')}`,
       );
     }
-    if (seen === undefined) {
-      // A literal: the first `push` on an empty array reserves 17 slots.
-      seen = [lower];
-    } else {
-      if (seen.includes(lower)) throw invalidHeader(key, 'is given more than once; send it once');
-      seen.push(lower);
-    }
+    if (seen?.includes(lower)) throw invalidHeader(key, 'is given more than once; send it once');
+    seen = pushed(seen ?? [], lower);
     const value = raw.trim();
     if (field === undefined) {
       if (value.toLowerCase() !== COMPACT_REPLY) {
