@@ -132,6 +132,20 @@ const optionFields = Object.keys(optionHeaderNames) as (keyof typeof optionHeade
 
 const LINE_BREAK = /[\r\n]/;
 
+/** A command's request, ready to send ({@link JetactorClient.execute}). */
+interface PreparedCommand {
+  subject: string;
+  payload: Uint8Array;
+  h: MsgHdrs;
+  commandId: string;
+  stream: StreamRef;
+  /** The timeout the request asked for, if it did (else the client's applies). */
+  timeoutMs: number | undefined;
+}
+
+/** A reply body as it is. */
+const asIs = (body: unknown): unknown => body;
+
 /** Options of {@link JetactorClient.query}. */
 export interface ClientQueryOptions {
   /**
@@ -219,8 +233,33 @@ export class JetactorClient {
   /**
    * Sends one command and resolves with its result. Rejects with the node's typed error, or with
    * `REQUEST_TIMEOUT`, `NO_RESPONDERS` or `REQUEST_FAILED` once every try failed.
+   *
+   * Not an async function: the suspended frames of this and of the request it waits for were the
+   * largest part of what a command allocates in the client. A request that cannot be sent
+   * (invalid options or input) rejects all the same.
    */
-  async execute(request: CommandRequest): Promise<CommandResult> {
+  execute(request: CommandRequest): Promise<CommandResult> {
+    let command: PreparedCommand;
+    try {
+      command = this.#prepare(request);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { subject, payload, h, commandId, stream, timeoutMs } = command;
+    return this.#call(
+      subject,
+      payload,
+      h,
+      commandId,
+      timeoutMs === undefined
+        ? undefined
+        : () => this.#requestWithin(subject, payload, h, timeoutMs),
+      (body) => toResult(body, subject, stream),
+    );
+  }
+
+  /** A command's request as it is sent: throws the typed error of a request that cannot be. */
+  #prepare(request: CommandRequest): PreparedCommand {
     const domain = request.domain ?? this.#domainOf(request.aggregate);
     this.#checkTokens(domain, request.aggregate, request.id, request.command);
     const options =
@@ -234,7 +273,6 @@ export class JetactorClient {
       );
     }
     const commandId = options.data.commandId ?? this.#newId();
-    const values: CommandOptions = { ...options.data, commandId };
     // How long each try waits: the node does not start the command after that (a late copy
     // must not be applied once this client has sent it again).
     const timeoutMs = options.data.timeoutMs ?? this.#options.timeoutMs;
@@ -244,7 +282,7 @@ export class JetactorClient {
       [commandHeaders.reply, COMPACT_REPLY],
     ];
     for (const field of optionFields) {
-      const value = values[field];
+      const value = field === 'commandId' ? commandId : options.data[field];
       if (value === undefined) continue;
       const text = String(value);
       if (LINE_BREAK.test(text)) {
@@ -266,21 +304,15 @@ export class JetactorClient {
         { cause: error },
       );
     }
-    const subject = commandSubject(
-      this.#options.prefix,
-      { domain, aggregate: request.aggregate, id: request.id },
-      request.command,
-    );
-    const body = await this.#call(
-      subject,
+    const stream = { domain, aggregate: request.aggregate, id: request.id };
+    return {
+      subject: commandSubject(this.#options.prefix, stream, request.command),
       payload,
       h,
       commandId,
-      options.data.timeoutMs === undefined
-        ? undefined
-        : () => this.#requestWithin(subject, payload, h, timeoutMs),
-    );
-    return toResult(body, subject, { domain, aggregate: request.aggregate, id: request.id });
+      stream,
+      timeoutMs: options.data.timeoutMs,
+    };
   }
 
   /** The current state of an aggregate instance, from a node hosting its domain. */
@@ -296,7 +328,7 @@ export class JetactorClient {
     const h = headers();
     h.set(commandHeaders.contentType, this.#codec.contentType);
     const subject = viewSubject(this.#options.prefix, { domain: domainName, aggregate: name, id });
-    const body = await this.#call(subject, new Uint8Array(0), h, undefined);
+    const body = await this.#call(subject, new Uint8Array(0), h, undefined, undefined, asIs);
     if (typeof body !== 'object' || body === null || !('version' in body)) {
       throw invalidReply(subject, `the reply ${JSON.stringify(body)} is not an aggregate view`);
     }
@@ -368,8 +400,13 @@ export class JetactorClient {
       options.waitFor === undefined
         ? this.#options.timeoutMs
         : Math.max(this.#options.timeoutMs, (options.waitTimeoutMs ?? 5_000) + 1_000);
-    const body = await this.#call(subject, payload, h, undefined, () =>
-      this.#requestWithin(subject, payload, h, timeout),
+    const body = await this.#call(
+      subject,
+      payload,
+      h,
+      undefined,
+      () => this.#requestWithin(subject, payload, h, timeout),
+      asIs,
     );
     if (typeof body !== 'object' || body === null || !('result' in body)) {
       throw invalidReply(subject, `the reply ${JSON.stringify(body)} is not a query result`);
@@ -382,7 +419,6 @@ export class JetactorClient {
     this.#pipeline.close('the client was closed');
   }
 
-  /** Sends a request, retrying with backoff; resolves with the decoded `ok` body. */
   /** One request with its own timeout (the pipeline's is the client's `timeoutMs`). */
   async #requestWithin(
     subject: string,
@@ -404,22 +440,47 @@ export class JetactorClient {
     }
   }
 
-  async #call(
+  /**
+   * Sends a request (with `send`, or on the reply pipeline) and answers `finish` of the decoded
+   * `ok` body; a failed try goes on in {@link JetactorClient.#retry}. The first try chains on the
+   * request's promise instead of suspending an async function.
+   */
+  #call<T>(
     subject: string,
     payload: Uint8Array,
     h: MsgHdrs,
     commandId: string | undefined,
-    send: () => Promise<Msg> = () => this.#pipeline.request(subject, payload, h),
+    send: (() => Promise<Msg>) | undefined,
+    finish: (body: unknown) => T,
+  ): Promise<T> {
+    const sent = send === undefined ? this.#pipeline.request(subject, payload, h) : send();
+    return sent.then(
+      (msg) => {
+        let body: unknown;
+        try {
+          body = this.#read(msg, subject);
+        } catch (caught) {
+          return this.#retry(subject, payload, h, commandId, send, caught).then(finish);
+        }
+        return finish(body);
+      },
+      (caught: unknown) => this.#retry(subject, payload, h, commandId, send, caught).then(finish),
+    );
+  }
+
+  /** After a failed first try: tries again with backoff while the error says it may succeed. */
+  async #retry(
+    subject: string,
+    payload: Uint8Array,
+    h: MsgHdrs,
+    commandId: string | undefined,
+    send: (() => Promise<Msg>) | undefined,
+    first: unknown,
   ): Promise<unknown> {
     const { retries } = this.#options;
+    let caught = first;
     for (let attempt = 1; ; attempt++) {
-      let error: JetactorError;
-      try {
-        const msg = await send();
-        return this.#read(msg, subject);
-      } catch (caught) {
-        error = this.#translate(caught, subject, attempt, commandId);
-      }
+      const error = this.#translate(caught, subject, attempt, commandId);
       const retry =
         error.retryable &&
         error.code !== 'INVALID_REPLY' &&
@@ -427,6 +488,14 @@ export class JetactorClient {
         error.code !== 'PROJECTION_BEHIND';
       if (!retry || attempt > retries) throw error;
       await this.#sleep(this.#delay(attempt, error));
+      try {
+        const msg = await (send === undefined
+          ? this.#pipeline.request(subject, payload, h)
+          : send());
+        return this.#read(msg, subject);
+      } catch (next) {
+        caught = next;
+      }
     }
   }
 

@@ -130,6 +130,21 @@ describe('the client', () => {
     const named = await lonely.aggregate(Account, 'named-1', 'bank').open({ owner: 'ann' });
     expect(named.version).toBe(1);
     lonely.close();
+    // A request that cannot be sent is a rejected promise, never a throw.
+    let sent: Promise<unknown> = Promise.resolve();
+    expect(() => {
+      sent = client.execute({
+        domain: 'bank',
+        aggregate: 'Account',
+        id: 'line-1',
+        command: 'deposit',
+        input: { amount: 1 },
+        commandId: 'a\nb',
+      });
+    }).not.toThrow();
+    const broken = await rejectionOf(sent);
+    expect(broken.code).toBe('INVALID_COMMAND');
+    expect(broken.message).toContain('commandId');
   });
 
   it('works with JSON as its codec', async () => {
