@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CommandResult } from '../../runtime/aggregate/command.js';
-import { RESULTS_KEPT, RecentCommands } from '../../runtime/aggregate/recent-commands.js';
+import { RESULTS_KEPT, RecentCommands, hashOf } from '../../runtime/aggregate/recent-commands.js';
 
 function result(id: string, position: number): CommandResult {
   return {
@@ -78,5 +78,68 @@ describe('RecentCommands', () => {
     expect(recent.size).toBe(0);
     recent.know('d', 4);
     expect(recent.entries()).toEqual([['d', 4]]);
+  });
+
+  it('acts as a plain map with a ring of ids under random use, hash collisions included', () => {
+    // Two ids of the same hash, found by brute force: they must stay apart.
+    const seen = new Map<number, string>();
+    let twins: [string, string] | undefined;
+    for (let n = 0; twins === undefined; n++) {
+      const id = `twin-${n}`;
+      const other = seen.get(hashOf(id));
+      if (other !== undefined) twins = [other, id];
+      else seen.set(hashOf(id), id);
+    }
+    expect(twins[0]).not.toBe(twins[1]);
+
+    let state = 7;
+    const random = (below: number): number => {
+      state = (Math.imul(state, 1103515245) + 12345) & 0x7fffffff;
+      return state % below;
+    };
+    for (const limit of [1, 2, 3, 5, 8, 17, 128]) {
+      const recent = new RecentCommands(limit);
+      // The reference: ids in the order they came, the oldest dropped beyond the limit.
+      let model: [string, number][] = [];
+      // The kept results: the newest few remembered, each gone with its id.
+      let kept: [string, number][] = [];
+      const pool = [...twins, ...Array.from({ length: limit * 3 }, (_, i) => `id-${i}`)];
+      for (let step = 0; step < 4000; step++) {
+        const id = pool[random(pool.length)] as string;
+        const position = step + 1;
+        const withResult = random(3) === 0;
+        if (withResult) recent.remember(result(id, position));
+        else recent.know(id, position);
+        const at = model.findIndex(([known]) => known === id);
+        if (at !== -1) {
+          model[at] = [id, position];
+        } else {
+          model = [...model, [id, position]] as [string, number][];
+          if (model.length > limit) {
+            const [gone] = model.shift() as [string, number];
+            kept = kept.filter(([keptId]) => keptId !== gone);
+          }
+        }
+        if (withResult) {
+          kept = [...kept.filter(([keptId]) => keptId !== id), [id, position]] as [
+            string,
+            number,
+          ][];
+          if (kept.length > Math.min(limit, RESULTS_KEPT)) kept.shift();
+        }
+        const probe = pool[random(pool.length)] as string;
+        const known = model.find(([knownId]) => knownId === probe);
+        const keptResult = kept.find(([keptId]) => keptId === probe);
+        expect(recent.positionOf(probe)).toBe(known?.[1]);
+        expect(recent.resultOf(probe)?.position).toBe(keptResult?.[1]);
+        expect(recent.onlyById(probe)).toBe(known !== undefined && keptResult === undefined);
+        expect(recent.someOnlyById).toBe(model.length > kept.length);
+        expect(recent.size).toBe(model.length);
+      }
+      expect(recent.entries()).toEqual(model);
+      for (const id of pool) {
+        expect(recent.positionOf(id)).toBe(model.find(([known]) => known === id)?.[1]);
+      }
+    }
   });
 });
