@@ -4,6 +4,9 @@
  */
 const subjectToken = /^[^\s.*>]+$/u;
 
+/** The first character a subject token cannot hold (made once: a literal is a new object each time). */
+const notInSubjectToken = /[\s.*>]/u;
+
 /** Names chosen by developers (domains, aggregates, commands, events) are plain identifiers. */
 const identifier = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
@@ -25,7 +28,7 @@ export function whyNotSubjectToken(value: string): string | undefined {
   if (value.length === 0) return 'it is empty';
   if (value.length > maxIdLength)
     return `it is ${value.length} characters long (at most ${maxIdLength})`;
-  const bad = /[\s.*>]/u.exec(value);
+  const bad = notInSubjectToken.exec(value);
   if (bad) return `it contains ${JSON.stringify(bad[0])} (no ".", "*", ">" or whitespace)`;
   return undefined;
 }

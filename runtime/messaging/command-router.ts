@@ -531,7 +531,7 @@ export class CommandRouter {
     const started = performance.now();
     const subject = msg.headers?.get(commandHeaders.forwardedSubject, Match.IgnoreCase) ?? '';
     const tokenText = msg.headers?.get(commandHeaders.partitionToken, Match.IgnoreCase) ?? '';
-    const token = /^\d{1,15}$/.test(tokenText) ? Number(tokenText) : NaN;
+    const token = UP_TO_15_DIGITS.test(tokenText) ? Number(tokenText) : NaN;
     const endpoint = this.#endpoints.find(
       (e) => e.domain === routing.domain && subject.startsWith(e.base),
     );
@@ -1063,6 +1063,10 @@ function remainingMs(timeoutMs: number, started: number): number {
 
 const JETACTOR_PREFIX = 'jetactor-';
 
+/** Decimal integers as headers carry them (made once: a literal is a new object each time). */
+const UP_TO_15_DIGITS = /^\d{1,15}$/;
+const UP_TO_8_DIGITS = /^\d{1,8}$/;
+
 /** Reads the optional `Jetactor-*` request headers; unknown, repeated or malformed ones fail. */
 function readOptionHeaders(
   lines: HeaderLines,
@@ -1097,7 +1101,7 @@ function readOptionHeaders(
       continue;
     }
     if (field === 'expectedVersion') {
-      const version = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
+      const version = UP_TO_15_DIGITS.test(value) ? Number(value) : NaN;
       if (!Number.isSafeInteger(version)) {
         throw invalidHeader(
           key,
@@ -1108,7 +1112,7 @@ function readOptionHeaders(
       continue;
     }
     if (field === 'timeoutMs') {
-      const ms = /^\d{1,8}$/.test(value) ? Number(value) : NaN;
+      const ms = UP_TO_8_DIGITS.test(value) ? Number(value) : NaN;
       if (!(ms >= 1 && ms <= 86_400_000)) {
         throw invalidHeader(
           key,
