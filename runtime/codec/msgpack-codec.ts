@@ -23,6 +23,19 @@ export class MsgpackCodec implements Codec {
     return this.#writer.encode(value) ?? this.#encoder.encode(value);
   }
 
+  /**
+   * A value of a shape the runtime knows, written piece by piece by `write(writer, of)` (see
+   * {@link MsgpackWriter.write}) without building it as objects first; when `write` meets
+   * something it leaves to the library, `value(of)` is encoded instead: the same bytes either way.
+   */
+  encodeWritten<T>(
+    write: (writer: MsgpackWriter, of: T) => boolean,
+    value: (of: T) => unknown,
+    of: T,
+  ): Uint8Array {
+    return this.#writer.write(write, of) ?? this.encode(value(of));
+  }
+
   decode(bytes: Uint8Array): unknown {
     const value = this.#reader.decode(bytes);
     return value === NOT_READ ? this.#decoder.decode(bytes) : value;

@@ -1,4 +1,6 @@
 import type { Codec } from '../codec/codec.js';
+import { MsgpackCodec } from '../codec/msgpack-codec.js';
+import type { MsgpackWriter } from '../codec/msgpack-writer.js';
 import type { StoredEvent } from '../domain/events.js';
 import { InfrastructureError } from '../errors.js';
 import type { CommandRecord, Commit, StreamRef } from './event-store.js';
@@ -58,6 +60,55 @@ export function toWireEvent({ type, data, meta }: StoredEvent): WireEvent {
   return wire;
 }
 
+/**
+ * Writes an event as {@link toWireEvent}'s object would be written (the same keys in the same
+ * order, `d` left out when `undefined`), at nesting `depth`; false when the library must.
+ */
+export function writeWireEvent(
+  writer: MsgpackWriter,
+  { type, data, meta }: StoredEvent,
+  depth: number,
+): boolean {
+  const { version, timestamp, commandId, correlationId, causationId, actor, schemaVersion } = meta;
+  // As toWireEvent sets them; a field left undefined is not written, as the library drops it.
+  const co = correlationId !== commandId ? correlationId : undefined;
+  const ca = causationId !== commandId ? causationId : undefined;
+  const sv = schemaVersion !== 1 ? schemaVersion : undefined;
+  const size =
+    +(type !== undefined) +
+    +(data !== undefined) +
+    +(version !== undefined) +
+    +(timestamp !== undefined) +
+    +(commandId !== undefined) +
+    +(co !== undefined) +
+    +(ca !== undefined) +
+    +(actor !== undefined) +
+    +(sv !== undefined);
+  writer.mapHeader(size);
+  const inner = depth + 1;
+  return (
+    writeField(writer, 't', type, inner) &&
+    writeField(writer, 'd', data, inner) &&
+    writeField(writer, 'v', version, inner) &&
+    writeField(writer, 'ts', timestamp, inner) &&
+    writeField(writer, 'c', commandId, inner) &&
+    writeField(writer, 'co', co, inner) &&
+    writeField(writer, 'ca', ca, inner) &&
+    writeField(writer, 'a', actor, inner) &&
+    writeField(writer, 'sv', sv, inner)
+  );
+}
+
+/** One map entry, none when `value` is undefined; false when the library must write it. */
+export function writeField(
+  writer: MsgpackWriter,
+  key: string,
+  value: unknown,
+  depth: number,
+): boolean {
+  return value === undefined || (writer.key(key) && writer.item(value, depth));
+}
+
 /** True when `raw` has the fields every wire event has (type, version, timestamp, command id). */
 export function isWireEvent(raw: unknown): raw is WireEvent {
   return (
@@ -96,7 +147,21 @@ export function encodeEnvelope(
   events: readonly StoredEvent[],
   commands: readonly CommandRecord[],
 ): Uint8Array {
-  const envelope: WireEnvelope = {
+  // MessagePack is written straight from the events and records, without their wire objects.
+  const commit: CommitParts = { previous, events, commands };
+  if (codec instanceof MsgpackCodec) return codec.encodeWritten(writeEnvelope, envelopeOf, commit);
+  return codec.encode(envelopeOf(commit));
+}
+
+/** What an envelope is made of. */
+interface CommitParts {
+  previous: number;
+  events: readonly StoredEvent[];
+  commands: readonly CommandRecord[];
+}
+
+function envelopeOf({ previous, events, commands }: CommitParts): WireEnvelope {
+  return {
     v: ENVELOPE_VERSION,
     p: previous,
     e: events.map(toWireEvent),
@@ -104,7 +169,26 @@ export function encodeEnvelope(
       record.response === undefined ? { i: record.id } : { i: record.id, r: record.response },
     ),
   };
-  return codec.encode(envelope);
+}
+
+/** {@link envelopeOf}'s object as the writer would write it; false when the library must. */
+function writeEnvelope(
+  writer: MsgpackWriter,
+  { previous, events, commands }: CommitParts,
+): boolean {
+  writer.mapHeader(previous === undefined ? 3 : 4);
+  if (!writeField(writer, 'v', ENVELOPE_VERSION, 2) || !writeField(writer, 'p', previous, 2))
+    return false;
+  if (!writer.key('e')) return false;
+  writer.arrayHeader(events.length);
+  for (const event of events) if (!writeWireEvent(writer, event, 3)) return false;
+  if (!writer.key('c')) return false;
+  writer.arrayHeader(commands.length);
+  for (const { id, response } of commands) {
+    writer.mapHeader(+(id !== undefined) + +(response !== undefined));
+    if (!writeField(writer, 'i', id, 4) || !writeField(writer, 'r', response, 4)) return false;
+  }
+  return true;
 }
 
 /** Where a message was read from, for error messages. */

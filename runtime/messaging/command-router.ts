@@ -29,7 +29,7 @@ import type { DomainNode } from '../node/domain-node.js';
 import { headerLines, headerValue, lowerCaseKey, type HeaderLines } from '../nats/header-lines.js';
 import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
-import { COMPACT_REPLY, toCompactResult } from './compact-result.js';
+import { COMPACT_REPLY, toCompactResult, writeCompactResult } from './compact-result.js';
 import {
   DEFAULT_PREFIX,
   commandQueueGroup,
@@ -912,8 +912,7 @@ export class CommandRouter {
 
   #replyOk(incoming: Incoming, codec: Codec, body: unknown): void {
     if (incoming.forwarded === undefined) incoming.endpoint.ok += 1;
-    const reply = incoming.compact ? toCompactResult(body as CommandResult) : body;
-    this.#send(incoming, codec, 'ok', reply, undefined);
+    this.#send(incoming, codec, 'ok', body, undefined, incoming.compact);
   }
 
   #replyError(incoming: Incoming, codec: Codec, caught: unknown): void {
@@ -944,11 +943,18 @@ export class CommandRouter {
     status: ReplyStatus,
     body: unknown,
     code: string | undefined,
+    /** `body` is a `CommandResult` to send in its compact form. */
+    compact = false,
   ): void {
     let data: Uint8Array;
     let headers: MsgHdrs;
     try {
-      data = codec.encode(body);
+      // A compact result in MessagePack is written straight from the result, without its object.
+      data = !compact
+        ? codec.encode(body)
+        : codec instanceof MsgpackCodec
+          ? codec.encodeWritten(writeCompactResult, toCompactResult, body as CommandResult)
+          : codec.encode(toCompactResult(body as CommandResult));
       headers = replyHeaders(codec, status, code);
       const limit = this.#nc.info?.max_payload ?? Infinity;
       if (data.length > limit) {

@@ -1,8 +1,11 @@
 import type { CommandResult } from '../aggregate/command.js';
+import type { MsgpackWriter } from '../codec/msgpack-writer.js';
 import {
+  writeField,
   fromWireEvent,
   isWireEvent,
   toWireEvent,
+  writeWireEvent,
   type WireEvent,
 } from '../event-store/commit-envelope.js';
 import type { StreamRef } from '../event-store/event-store.js';
@@ -42,6 +45,31 @@ export function toCompactResult(result: CommandResult): CompactResult {
   if (result.response !== undefined) compact.r = result.response;
   if (result.duplicate) compact.u = true;
   return compact;
+}
+
+/**
+ * Writes {@link toCompactResult}'s object as the writer would write it (the same keys in the same
+ * order), without making it; false when the library must.
+ */
+export function writeCompactResult(writer: MsgpackWriter, result: CommandResult): boolean {
+  const { commandId, version, events, response, duplicate, position } = result;
+  writer.mapHeader(
+    +(commandId !== undefined) +
+      +(version !== undefined) +
+      1 +
+      +(position !== undefined) +
+      +(response !== undefined) +
+      +duplicate,
+  );
+  if (!writeField(writer, 'i', commandId, 2) || !writeField(writer, 'v', version, 2)) return false;
+  if (!writer.key('e')) return false;
+  writer.arrayHeader(events.length);
+  for (const event of events) if (!writeWireEvent(writer, event, 3)) return false;
+  return (
+    writeField(writer, 'p', position, 2) &&
+    writeField(writer, 'r', response, 2) &&
+    writeField(writer, 'u', duplicate ? true : undefined, 2)
+  );
 }
 
 /**

@@ -2,6 +2,10 @@ import { Encoder } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { MsgpackCodec } from '../../runtime/codec/msgpack-codec.js';
 import { MsgpackWriter } from '../../runtime/codec/msgpack-writer.js';
+import type { CommandResult } from '../../runtime/aggregate/command.js';
+import type { StoredEvent } from '../../runtime/domain/events.js';
+import { encodeEnvelope, toWireEvent } from '../../runtime/event-store/commit-envelope.js';
+import { toCompactResult, writeCompactResult } from '../../runtime/messaging/compact-result.js';
 
 const library = new Encoder({ ignoreUndefined: true });
 
@@ -179,5 +183,68 @@ describe('MsgpackWriter', () => {
     writer.encode({ n: 2, s: 'second, and longer than the first' });
     writer.encode('x'.repeat(10_000));
     expect(Buffer.from(first).equals(copy)).toBe(true);
+  });
+
+  it('writes commits and compact replies field by field as the library writes their objects', () => {
+    const codec = new MsgpackCodec();
+    const strings = ['c-1', 'cmd-2', 'Zoë', 'x'.repeat(40), ''];
+    const pick = <T>(next: () => number, items: readonly T[]): T =>
+      items[Math.floor(next() * items.length)] as T;
+    const eventOf = (next: () => number): StoredEvent => {
+      const commandId = pick(next, strings);
+      const meta: StoredEvent['meta'] = {
+        domain: 'bank',
+        aggregate: 'Account',
+        aggregateId: 'acc-1',
+        version: Math.floor(next() * 300),
+        timestamp: 1_796_597_615_045 + Math.floor(next() * 1000),
+        commandId,
+        correlationId: next() < 0.5 ? commandId : pick(next, strings),
+        causationId: next() < 0.5 ? commandId : pick(next, strings),
+      };
+      if (next() < 0.3) meta.actor = pick(next, strings);
+      if (next() < 0.5) meta.schemaVersion = pick(next, [1, 2, 7]);
+      return {
+        type: pick(next, ['Deposited', 'Opened', 'Größe']),
+        data: next() < 0.1 ? undefined : value(next, 3),
+        meta,
+      };
+    };
+    for (let seed = 1; seed <= 400; seed++) {
+      const next = random(seed);
+      const events = Array.from({ length: pick(next, [0, 1, 2, 3]) }, () => eventOf(next));
+      const commands = Array.from({ length: pick(next, [1, 2, 3]) }, () =>
+        next() < 0.5
+          ? { id: pick(next, strings) }
+          : { id: pick(next, strings), response: value(next, 3) },
+      );
+      const previous = Math.floor(next() * 2 ** 40);
+      const envelope = {
+        v: 1,
+        p: previous,
+        e: events.map(toWireEvent),
+        c: commands.map((record) =>
+          record.response === undefined ? { i: record.id } : { i: record.id, r: record.response },
+        ),
+      };
+      const written = encodeEnvelope(codec, previous, events, commands);
+      expect(Buffer.from(written).equals(library.encode(envelope)), `commit, seed ${seed}`).toBe(
+        true,
+      );
+
+      const result: CommandResult = {
+        commandId: pick(next, strings),
+        version: Math.floor(next() * 300),
+        events,
+        response: next() < 0.5 ? undefined : value(next, 3),
+        duplicate: next() < 0.3,
+        position: previous + 1,
+      };
+      const reply = codec.encodeWritten(writeCompactResult, toCompactResult, result);
+      expect(
+        Buffer.from(reply).equals(library.encode(toCompactResult(result))),
+        `reply, seed ${seed}`,
+      ).toBe(true);
+    }
   });
 });
