@@ -3,6 +3,8 @@ import { Match, MsgHdrsImpl, type MsgHdrs } from '@nats-io/transport-node';
 const LINE_BREAK = /[\r\n]/;
 const STATUS_LINE = Buffer.from('NATS/1.0', 'latin1');
 const END = Buffer.from('\r\n\r\n', 'latin1');
+/** Where a block is written before it is copied out; grown for a larger block. */
+let scratch = Buffer.allocUnsafe(1024);
 
 /** `\r\nKey: ` as bytes, kept for the first 64 keys (callers use a few constant ones). */
 const keyLines = new Map<string, Buffer>();
@@ -37,27 +39,34 @@ export class EncodedHeaders implements MsgHdrs {
    * @throws TypeError when a value holds `\r` or `\n`.
    */
   constructor(entries: readonly (readonly [string, string])[]) {
-    // Written into one buffer from the pool, with no string of the whole block: building that
-    // string and encoding it made about 450 bytes of garbage per message.
-    let length = STATUS_LINE.length + END.length;
+    // Written once into a scratch buffer and copied into a slice of the pool, with no string of
+    // the whole block: building that string and encoding it made about 450 bytes of garbage.
+    let block = scratch;
+    block.set(STATUS_LINE, 0);
+    let at = STATUS_LINE.length;
     for (const [key, value] of entries) {
       if (LINE_BREAK.test(value)) {
         throw new TypeError(
           `header ${key} cannot hold a line break (\\r or \\n): ${JSON.stringify(value)}`,
         );
       }
-      length += keyLine(key).length + Buffer.byteLength(value.trim());
-    }
-    const bytes = Buffer.allocUnsafe(length);
-    bytes.set(STATUS_LINE, 0);
-    let at = STATUS_LINE.length;
-    for (const [key, value] of entries) {
       const line = keyLine(key);
-      bytes.set(line, at);
+      const text = value.trim();
+      // At most 3 bytes of UTF-8 per UTF-16 unit.
+      const most = at + line.length + 3 * text.length + END.length;
+      if (most > block.length) {
+        const grown = Buffer.allocUnsafe(Math.max(2 * block.length, most));
+        block.copy(grown, 0, 0, at);
+        block = scratch = grown;
+      }
+      block.set(line, at);
       at += line.length;
-      at += bytes.write(value.trim(), at);
+      at += block.write(text, at);
     }
-    bytes.set(END, at);
+    block.set(END, at);
+    at += END.length;
+    const bytes = Buffer.allocUnsafe(at);
+    block.copy(bytes, 0, 0, at);
     this.#bytes = bytes;
   }
 

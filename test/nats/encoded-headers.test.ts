@@ -18,7 +18,7 @@ describe('encoded headers', () => {
     );
   });
 
-  it('encode UTF-8 values, trimmed values, repeated keys and more keys than are kept, as nats.js does', () => {
+  it('encode UTF-8 values, trimmed values, repeated keys, more keys than are kept and large blocks, as nats.js does', () => {
     const cases: [string, string][][] = [
       [['Jetactor-Actor', '  Zoë 😀 ']],
       [
@@ -26,6 +26,11 @@ describe('encoded headers', () => {
         ['Jetactor-Actor', 'b'],
       ],
       Array.from({ length: 80 }, (_, i) => [`Key-${i}`, `value ${i} é`] as [string, string]),
+      // Larger than the buffer blocks are written in first.
+      [
+        ['Jetactor-Actor', 'Zoë '.repeat(2_000)],
+        ['Nats-Msg-Id', 'x'.repeat(5_000)],
+      ],
     ];
     for (const entries of cases) {
       const reference = headers();
