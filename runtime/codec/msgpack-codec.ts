@@ -41,3 +41,18 @@ export class MsgpackCodec implements Codec {
     return value === NOT_READ ? this.#decoder.decode(bytes) : value;
   }
 }
+
+/**
+ * A value of a shape the runtime knows, in `codec`: written piece by piece by `write` when the
+ * codec is MessagePack ({@link MsgpackCodec.encodeWritten}), else `value(of)` encoded.
+ */
+export function encodeShaped<T>(
+  codec: Codec,
+  write: (writer: MsgpackWriter, of: T) => boolean,
+  value: (of: T) => unknown,
+  of: T,
+): Uint8Array {
+  return codec instanceof MsgpackCodec
+    ? codec.encodeWritten(write, value, of)
+    : codec.encode(value(of));
+}

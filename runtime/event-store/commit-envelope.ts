@@ -1,5 +1,5 @@
 import type { Codec } from '../codec/codec.js';
-import { MsgpackCodec } from '../codec/msgpack-codec.js';
+import { encodeShaped } from '../codec/msgpack-codec.js';
 import type { MsgpackWriter } from '../codec/msgpack-writer.js';
 import type { StoredEvent } from '../domain/events.js';
 import { InfrastructureError } from '../errors.js';
@@ -148,9 +148,7 @@ export function encodeEnvelope(
   commands: readonly CommandRecord[],
 ): Uint8Array {
   // MessagePack is written straight from the events and records, without their wire objects.
-  const commit: CommitParts = { previous, events, commands };
-  if (codec instanceof MsgpackCodec) return codec.encodeWritten(writeEnvelope, envelopeOf, commit);
-  return codec.encode(envelopeOf(commit));
+  return encodeShaped(codec, writeEnvelope, envelopeOf, { previous, events, commands });
 }
 
 /** What an envelope is made of. */

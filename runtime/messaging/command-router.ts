@@ -12,7 +12,7 @@ import { pushed } from '../arrays.js';
 import type { CommandRequest, CommandResult } from '../aggregate/command.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Codec } from '../codec/codec.js';
-import { MsgpackCodec } from '../codec/msgpack-codec.js';
+import { MsgpackCodec, encodeShaped } from '../codec/msgpack-codec.js';
 import type { AnyAggregateDefinition } from '../domain/define-aggregate.js';
 import type { DomainDefinition } from '../domain/define-domain.js';
 import { errorCodes } from '../error-codes.js';
@@ -950,11 +950,9 @@ export class CommandRouter {
     let headers: MsgHdrs;
     try {
       // A compact result in MessagePack is written straight from the result, without its object.
-      data = !compact
-        ? codec.encode(body)
-        : codec instanceof MsgpackCodec
-          ? codec.encodeWritten(writeCompactResult, toCompactResult, body as CommandResult)
-          : codec.encode(toCompactResult(body as CommandResult));
+      data = compact
+        ? encodeShaped(codec, writeCompactResult, toCompactResult, body as CommandResult)
+        : codec.encode(body);
       headers = replyHeaders(codec, status, code);
       const limit = this.#nc.info?.max_payload ?? Infinity;
       if (data.length > limit) {
