@@ -21,6 +21,18 @@ describe('encoded headers', () => {
   it('encode UTF-8 values, trimmed values, repeated keys, more keys than are kept and large blocks, as nats.js does', () => {
     const cases: [string, string][][] = [
       [['Jetactor-Actor', '  Zoë 😀 ']],
+      // Printable ASCII (written byte by byte), then what takes the general way after some of it
+      // was written: a tab, a space or a non-ASCII letter at the end, a tab inside, nothing.
+      [
+        ['Jetactor-Command-Id', 'c-1 two ~!'],
+        ['Jetactor-Actor', 'ann\t'],
+        ['Jetactor-Actor', '\tbob'],
+        ['Jetactor-Actor', 'carl '],
+        ['Jetactor-Actor', 'dorothé'],
+        ['Jetactor-Actor', 'e\tf'],
+        ['Jetactor-Actor', ''],
+        ['Jetactor-Actor', '\u007f'],
+      ],
       [
         ['Jetactor-Actor', 'a'],
         ['Jetactor-Actor', 'b'],
@@ -65,6 +77,9 @@ describe('encoded headers', () => {
   });
 
   it('refuse a value with a line break, as nats.js does', () => {
-    expect(() => new EncodedHeaders([['Nats-Msg-Id', 'a\r\nEvil: 1']])).toThrow(/line break/);
+    for (const value of ['a\r\nEvil: 1', 'a\n', '\rb', 'ab\r']) {
+      expect(() => new EncodedHeaders([['Nats-Msg-Id', value]])).toThrow(/line break/);
+      expect(() => headers().append('Nats-Msg-Id', value)).toThrow();
+    }
   });
 });
