@@ -136,7 +136,7 @@ export class ReplyPipeline {
   }
 
   #onReply(msg: Msg): void {
-    const id = Number(msg.subject.slice(this.#prefix.length + 1));
+    const id = requestIdOf(msg, this.#prefix.length);
     const entry = this.#waiting.get(id);
     if (entry === undefined) return; // late: already timed out
     this.#waiting.delete(id);
@@ -210,4 +210,28 @@ export class ReplyPipeline {
       entry.reject(new ReplyTimeoutError(entry.subject, this.#timeoutMs));
     }
   }
+}
+
+const DOT = 0x2e;
+const ZERO = 0x30;
+const NINE = 0x39;
+
+/**
+ * The request id at the end of a reply's subject (`<prefix>.<id>`); NaN when it is not one. Read
+ * from nats.js' bytes of the subject when the message has them (not public API): decoding the
+ * subject into a string cost about 250 ns per reply, ten times reading its digits.
+ */
+export function requestIdOf(msg: Msg, prefixLength: number): number {
+  const bytes = (msg as unknown as { _msg?: { subject?: unknown } })._msg?.subject;
+  if (!(bytes instanceof Uint8Array)) return Number(msg.subject.slice(prefixLength + 1) || NaN);
+  let id = 0;
+  let scale = 1;
+  for (let index = bytes.length - 1; index >= 0; index--) {
+    const code = bytes[index] as number;
+    if (code === DOT) break;
+    if (code < ZERO || code > NINE || scale >= 1e15) return NaN;
+    id += (code - ZERO) * scale;
+    scale *= 10;
+  }
+  return scale === 1 ? NaN : id;
 }

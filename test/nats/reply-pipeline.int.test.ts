@@ -5,10 +5,67 @@ import {
   ReplyLostError,
   ReplyPipeline,
   ReplyTimeoutError,
+  requestIdOf,
 } from '../../runtime/nats/reply-pipeline.js';
 import { startNatsServer } from '../helpers/nats.js';
 
 describe('reply pipeline', () => {
+  it('gives each request its own reply when replies come out of order, and ignores what no request waits for', async () => {
+    const server = await startNatsServer();
+    const nc = await connect({ servers: server.url });
+    try {
+      // Answers each request after a delay that depends on its body: later requests first.
+      nc.subscribe('shuffle', {
+        callback: (_, msg) => {
+          const n = Number(msg.string());
+          setTimeout(() => msg.respond(`re ${n}`), (200 - n) % 37);
+        },
+      });
+      await nc.flush();
+      const pipeline = new ReplyPipeline(nc, systemClock, 30_000);
+      const prefix = (await pipeline.request('shuffle', '0')).subject.replace(/\.\d+$/, '');
+      // Published on the reply subscription by someone else: no request waits for these.
+      for (const token of ['x1', '', '9999999', '12345678901234567890', '1a']) {
+        nc.publish(`${prefix}.${token}`, 'junk');
+      }
+      const replies = await Promise.all(
+        Array.from({ length: 200 }, (_, n) => pipeline.request('shuffle', String(n))),
+      );
+      expect(replies.map((reply) => reply.string())).toEqual(
+        Array.from({ length: 200 }, (_, n) => `re ${n}`),
+      );
+      expect(pipeline.size).toBe(0);
+      pipeline.close();
+    } finally {
+      await nc.close();
+      await server.cleanup();
+    }
+  });
+
+  it('reads the request id at the end of a reply subject as decoding the subject would', async () => {
+    const server = await startNatsServer();
+    const nc = await connect({ servers: server.url });
+    try {
+      const seen: { fromBytes: number; fromText: number }[] = [];
+      nc.subscribe('_R.abc.>', {
+        callback: (_, msg) => {
+          const fromBytes = requestIdOf(msg, '_R.abc'.length);
+          const token = msg.subject.slice('_R.abc.'.length);
+          seen.push({ fromBytes, fromText: /^\d{1,15}$/.test(token) ? Number(token) : NaN });
+        },
+      });
+      await nc.flush();
+      const tokens = ['1', '42', '007', '123456789012345', 'x', '4x2', '1234567890123456', '-3'];
+      for (const token of tokens) nc.publish(`_R.abc.${token}`);
+      await nc.flush();
+      await expect.poll(() => seen.length).toBe(tokens.length);
+      for (const { fromBytes, fromText } of seen) expect(fromBytes).toBe(fromText);
+    } finally {
+      await nc.close();
+      await server.cleanup();
+    }
+  });
+
   it('fails the requests still waiting once the connection is back after a disconnect, and serves new ones', async () => {
     const server = await startNatsServer();
     const nc = await connect({
