@@ -107,7 +107,7 @@ function parseHeaderBytes(bytes: Buffer, only?: HeaderKeys): HeaderLines {
       let to = end;
       while (from < to && isBlank(bytes[from] as number)) from++;
       while (to > from && isBlank(bytes[to - 1] as number)) to--;
-      lines.push([keyAt(bytes, start, colon), bytes.toString('utf8', from, to).trim()]);
+      lines.push([keyAt(bytes, start, colon), valueAt(bytes, from, to)]);
     }
     start = end < length ? end : -1;
   }
@@ -141,6 +141,42 @@ function keyAt(bytes: Buffer, start: number, end: number): string {
     knownKeys.push({ bytes: Buffer.from(bytes.subarray(start, end)), key });
   }
   return key;
+}
+
+/**
+ * Short values read so far, in a small direct-mapped cache by a hash of their bytes: the same few
+ * come on every request and reply (a content type, `compact`, a timeout, `ok`), and a value found
+ * here is not decoded again (a call into C++ that costs several times the comparison). Values
+ * longer than {@link MAX_CACHED_VALUE} bytes, such as command ids, are always decoded.
+ */
+const cachedValueBytes: (Buffer | undefined)[] = new Array<Buffer | undefined>(64).fill(undefined);
+const cachedValues: string[] = new Array<string>(64).fill('');
+const MAX_CACHED_VALUE = 24;
+
+/** The value in `bytes[from, to)` (no blanks at either end), trimmed as nats.js trims it. */
+function valueAt(bytes: Buffer, from: number, to: number): string {
+  const length = to - from;
+  if (length > MAX_CACHED_VALUE) return bytes.toString('utf8', from, to).trim();
+  let hash = length;
+  for (let index = from; index < to; index++) {
+    hash = (Math.imul(hash, 31) + (bytes[index] as number)) | 0;
+  }
+  const slot = hash & (cachedValues.length - 1);
+  const known = cachedValueBytes[slot];
+  if (known?.length === length) {
+    let same = true;
+    for (let index = 0; index < length; index++) {
+      if (known[index] !== bytes[from + index]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cachedValues[slot] as string;
+  }
+  const value = bytes.toString('utf8', from, to).trim();
+  cachedValueBytes[slot] = Buffer.from(bytes.subarray(from, to));
+  cachedValues[slot] = value;
+  return value;
 }
 
 /** `key.toLowerCase()`, made once for each key looked up often (header keys are few). */

@@ -72,6 +72,28 @@ describe('parseHeaderBlock', () => {
   });
 });
 
+describe('parseHeaderBlock of values it has read before', () => {
+  it('reads short values it has seen before (kept as strings), and many more of them, alike', () => {
+    // Short values that repeat, many sharing lengths, more than are kept, some UTF-8 and some
+    // with white space to trim, between long ones that are never kept: read three times, each
+    // reading is what nats.js decodes.
+    const values = [
+      ...Array.from({ length: 300 }, (_, i) => `v${i}`),
+      ...Array.from({ length: 40 }, (_, i) => `é${i}`),
+      ...Array.from({ length: 40 }, (_, i) => `${i}\u00a0`),
+      'x'.repeat(24),
+      'y'.repeat(25),
+      '7dcd9f05-2ad8-46a8-9e4d-fb4d4b8cfd9a',
+    ];
+    const blocks = values.map((value) => `NATS/1.0\r\nJetactor-Actor: ${value}\r\n\r\n`);
+    for (let round = 0; round < 3; round++) {
+      for (const block of round === 1 ? [...blocks].reverse() : blocks) {
+        expect(parseHeaderBlock(block)).toEqual(decodedByNats(block));
+      }
+    }
+  });
+});
+
 describe('headerLines of a received message', () => {
   let nc: Awaited<ReturnType<typeof connectShared>>;
   beforeAll(async () => {
