@@ -13,6 +13,7 @@ import {
 import { pushed } from '../arrays.js';
 import { readEvent } from '../domain/read-event.js';
 import type {
+  AppendRequest,
   AppendResult,
   CommandRecord,
   Commit,
@@ -333,32 +334,39 @@ export class AggregateActor {
       this.#resume(batch, this.#process(batch, { decided }));
       return true;
     }
-    let appended: Promise<AppendResult>;
-    try {
-      appended = this.#append(decided);
-    } catch (error) {
+    const appended = (result: AppendResult): void => this.#appended(batch, decided, result);
+    const failed = (error: unknown): void => {
       this.#resume(batch, this.#process(batch, { decided, error }));
-      return true;
+    };
+    const { store } = this.#deps;
+    try {
+      if (store.appendWith !== undefined) {
+        this.#transition('COMMIT');
+        store.appendWith(this.#appendRequest(decided), appended, failed);
+      } else {
+        this.#append(decided).then(appended, failed);
+      }
+    } catch (error) {
+      failed(error);
     }
-    appended.then(
-      (result) => {
-        try {
-          if (result.duplicate) {
-            this.#resume(batch, this.#process(batch, { decided, result }));
-            return;
-          }
-          this.#stored(batch, decided, result);
-        } catch (error) {
-          this.#broken(batch, error);
-          return;
-        }
-        // A microtask later, so that commands sent as soon as their sender had its answer (a
-        // caller in this process) join the next batch instead of leaving alone before it.
-        queueMicrotask(() => this.#next());
-      },
-      (error: unknown) => this.#resume(batch, this.#process(batch, { decided, error })),
-    );
     return true;
+  }
+
+  /** The usual batch's append ended: stored (its commands are answered) or a duplicate. */
+  #appended(batch: Envelope[], decided: Decided, result: AppendResult): void {
+    try {
+      if (result.duplicate) {
+        this.#resume(batch, this.#process(batch, { decided, result }));
+        return;
+      }
+      this.#stored(batch, decided, result);
+    } catch (error) {
+      this.#broken(batch, error);
+      return;
+    }
+    // A microtask later, so that commands sent as soon as their sender had its answer (a caller
+    // in this process) join the next batch instead of leaving alone before it.
+    queueMicrotask(() => this.#next());
   }
 
   /** Runs the mailbox on once `processing` has settled the batch. */
@@ -390,13 +398,17 @@ export class AggregateActor {
 
   #append(decided: Decided): Promise<AppendResult> {
     this.#transition('COMMIT');
-    return this.#deps.store.append({
+    return this.#deps.store.append(this.#appendRequest(decided));
+  }
+
+  #appendRequest(decided: Decided): AppendRequest {
+    return {
       stream: this.stream,
       expectedPosition: this.#position,
       dedupId: commitId(this.stream, decided.records),
       events: decided.events,
       commands: decided.records,
-    });
+    };
   }
 
   /** The batch's commit is stored: its state is confirmed and its commands answered. */

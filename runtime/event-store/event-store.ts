@@ -78,6 +78,17 @@ export interface EventStore {
    * an `InfrastructureError` when the store fails.
    */
   append(request: AppendRequest): Promise<AppendResult>;
+  /**
+   * {@link EventStore.append} with callbacks instead of a promise, for stores that can answer
+   * without one: aggregate actors use it when it is there (a promise and its reactions per append
+   * are a measurable part of a command). Exactly one of `stored` and `failed` is called, once,
+   * never before this returns, with what `append` would resolve or reject with. Optional.
+   */
+  appendWith?(
+    request: AppendRequest,
+    stored: (result: AppendResult) => void,
+    failed: (error: unknown) => void,
+  ): void;
   /** Reads an aggregate's commits after a position, in order. */
   read(stream: StreamRef, afterPosition?: number): AsyncIterable<Commit>;
   /** Delivers every commit of a domain in order, one at a time, awaiting the handler. */

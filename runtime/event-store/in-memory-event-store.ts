@@ -66,6 +66,22 @@ export class InMemoryEventStore implements EventStore {
     }
   }
 
+  appendWith(
+    request: AppendRequest,
+    stored: (result: AppendResult) => void,
+    failed: (error: unknown) => void,
+  ): void {
+    // Appended at once, as `append` does; answered once the caller's stack is done.
+    let result: AppendResult;
+    try {
+      result = this.#append(request);
+    } catch (error) {
+      queueMicrotask(() => failed(error));
+      return;
+    }
+    queueMicrotask(() => stored(result));
+  }
+
   #append(request: AppendRequest): AppendResult {
     this.#assertOpen();
     const log = this.#log(request.stream.domain);

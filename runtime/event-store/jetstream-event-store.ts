@@ -252,10 +252,19 @@ export class JetStreamEventStore implements EventStore {
   }
 
   append(request: AppendRequest): Promise<AppendResult> {
-    if (this.#closed) return Promise.reject(this.#closedError());
+    return new Promise((resolve, reject) => this.appendWith(request, resolve, reject));
+  }
+
+  appendWith(
+    request: AppendRequest,
+    stored: (result: AppendResult) => void,
+    failed: (error: unknown) => void,
+  ): void {
+    if (this.#closed) return later(failed, this.#closedError());
     const { domain } = request.stream;
     if (!this.#ready.has(domain)) {
-      return this.#ensure(domain).then(() => this.append(request));
+      this.#ensure(domain).then(() => this.appendWith(request, stored, failed), failed);
+      return;
     }
     let payload: Uint8Array;
     try {
@@ -266,7 +275,8 @@ export class JetStreamEventStore implements EventStore {
         request.commands,
       );
     } catch (error) {
-      return Promise.reject(
+      return later(
+        failed,
         new RejectionError(
           'INVALID_EVENT',
           `${label(request.stream)}: the commit cannot be encoded with ${this.#codec.contentType}: ${describeError(error)}. Event data must be plain values.`,
@@ -276,7 +286,8 @@ export class JetStreamEventStore implements EventStore {
     }
     const maxPayload = this.#nc.info?.max_payload ?? Infinity;
     if (payload.length > maxPayload) {
-      return Promise.reject(
+      return later(
+        failed,
         new RejectionError(
           'COMMIT_TOO_LARGE',
           `${label(request.stream)}: the commit is ${payload.length} bytes, more than the server's max_payload of ${maxPayload}. Make the command produce smaller events, or raise max_payload in nats.conf.`,
@@ -284,7 +295,7 @@ export class JetStreamEventStore implements EventStore {
         ),
       );
     }
-    return this.#publish(request, this.subject(request.stream), payload);
+    this.#publish(request, this.subject(request.stream), payload, stored, failed);
   }
 
   read(stream: StreamRef, afterPosition = 0): AsyncIterable<Commit> {
@@ -403,18 +414,45 @@ export class JetStreamEventStore implements EventStore {
   /**
    * Publishes one commit and waits for its acknowledgement. A late acknowledgement makes it send
    * the same message again (same `Nats-Msg-Id`, so it is stored at most once). The first try
-   * goes without an async function (its suspended frame was a large part of what an append
-   * allocates); a failed one goes on in {@link JetStreamEventStore.#retry}.
+   * goes through the reply pipeline's callbacks, without a promise or an async function (their
+   * reactions and suspended frames were a large part of what an append allocates); a failed one
+   * goes on in {@link JetStreamEventStore.#retry}.
    */
-  #publish(request: AppendRequest, subject: string, payload: Uint8Array): Promise<AppendResult> {
+  #publish(
+    request: AppendRequest,
+    subject: string,
+    payload: Uint8Array,
+    stored: (result: AppendResult) => void,
+    failed: (error: unknown) => void,
+  ): void {
     const h = new EncodedHeaders([
       ['Nats-Msg-Id', request.dedupId],
       ['Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition)],
     ]);
-    return this.#pipeline.request(subject, payload, h).then(
-      (msg) => this.#acknowledged(request, subject, payload, msg, false),
-      (error: unknown) => this.#retry(request, subject, payload, h, error),
-    );
+    const retry = (error: unknown): void => {
+      this.#retry(request, subject, payload, h, error).then(stored, failed);
+    };
+    try {
+      this.#pipeline.send(
+        subject,
+        payload,
+        h,
+        (msg) => {
+          let result: AppendResult | Promise<AppendResult>;
+          try {
+            result = this.#acknowledged(request, subject, payload, msg, false);
+          } catch (error) {
+            later(failed, error);
+            return;
+          }
+          if (result instanceof Promise) result.then(stored, failed);
+          else stored(result);
+        },
+        retry,
+      );
+    } catch (error) {
+      later(retry, error);
+    }
   }
 
   /** After a first try that failed: sends again while its acknowledgement was only late. */
@@ -854,4 +892,9 @@ function unavailableForCommands(what: string, error: unknown): JetactorError {
     error,
     'Check that nats-server is up with JetStream; the command can be sent again.',
   );
+}
+
+/** Calls `callback` with `value` once the current call stack is done (never synchronously). */
+function later<T>(callback: (value: T) => void, value: T): void {
+  queueMicrotask(() => callback(value));
 }

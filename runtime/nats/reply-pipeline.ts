@@ -102,19 +102,40 @@ export class ReplyPipeline {
    * closed; publishing errors (payload too large, connection closed) reject as thrown.
    */
   request(subject: string, data: Payload | undefined, headers?: MsgHdrs): Promise<Msg> {
-    if (this.#closed) return Promise.reject(new PipelineClosedError('the pipeline is closed'));
-    if (this.#refused !== undefined) return Promise.reject(this.#refused);
-    const id = this.#next++;
     return new Promise<Msg>((resolve, reject) => {
       try {
-        this.#nc.publish(subject, data, { reply: `${this.#prefix}.${id}`, headers });
+        this.send(subject, data, headers, resolve, reject);
       } catch (error) {
         reject(error);
-        return;
       }
-      this.#waiting.set(id, { subject, sentAt: this.#clock.now(), resolve, reject });
-      this.#scheduleSweep();
     });
+  }
+
+  /**
+   * {@link request} with callbacks instead of a promise, for hot paths (a promise and its
+   * reactions per request cost more than the bookkeeping of the request itself): `onReply` gets
+   * the reply, `onError` what {@link request} would reject with later. Neither is called before
+   * this returns; what would reject at once (closed, refused, a publish that fails) is thrown
+   * instead. The callbacks must not throw: they run inside nats.js' message dispatch.
+   */
+  send(
+    subject: string,
+    data: Payload | undefined,
+    headers: MsgHdrs | undefined,
+    onReply: (msg: Msg) => void,
+    onError: (error: Error) => void,
+  ): void {
+    if (this.#closed) throw new PipelineClosedError('the pipeline is closed');
+    if (this.#refused !== undefined) throw this.#refused;
+    const id = this.#next++;
+    this.#nc.publish(subject, data, { reply: `${this.#prefix}.${id}`, headers });
+    this.#waiting.set(id, {
+      subject,
+      sentAt: this.#clock.now(),
+      resolve: onReply,
+      reject: onError,
+    });
+    this.#scheduleSweep();
   }
 
   /** Rejects everything waiting, unsubscribes and takes no more requests. */

@@ -343,6 +343,47 @@ export function eventStoreContract(name: string, makeStore: () => Promise<Contra
       });
     });
 
+    it('answers appendWith as append: stored, a duplicate or refused, exactly once and never before it returns', async () => {
+      const appendWith = store.appendWith?.bind(store);
+      expect(appendWith, 'every store of this runtime has appendWith').toBeDefined();
+      if (appendWith === undefined) return;
+      const stream = fresh();
+      const calls: string[] = [];
+      const answer = (request: AppendRequest): Promise<unknown> =>
+        new Promise((resolve) => {
+          let returned = false;
+          appendWith(
+            request,
+            (result) => {
+              calls.push(returned ? 'stored' : 'stored before returning');
+              resolve(result);
+            },
+            (error) => {
+              calls.push(returned ? 'failed' : 'failed before returning');
+              resolve(error);
+            },
+          );
+          returned = true;
+        });
+      const original = request(stream, 0, 1);
+      const first = (await answer(original)) as { position: number; duplicate: boolean };
+      expect(first.duplicate).toBe(false);
+      expect(await answer(original)).toEqual({ position: first.position, duplicate: true });
+      const refused = (await answer(request(stream, 0, 2))) as JetactorError;
+      expect(refused).toBeInstanceOf(ConflictError);
+      expect(refused.details).toMatchObject({
+        expectedPosition: 0,
+        actualPosition: first.position,
+      });
+      expect(positions(await readAll(store, stream))).toEqual([first.position]);
+      await store.close();
+      const closed = (await answer(request(stream, first.position, 2))) as JetactorError;
+      expect(closed.code).toBe('STORE_CLOSED');
+      // Each answered once: nothing more comes later.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(calls).toEqual(['stored', 'stored', 'failed', 'failed']);
+    });
+
     it('fails every call after close() with STORE_CLOSED', async () => {
       const stream = fresh();
       const { position } = await store.append(request(stream, 0, 1));
