@@ -83,6 +83,12 @@ export class MachineSteps {
   /** Per atomic state node, per event type: the plan. */
   readonly #plans = new Map<NodeView, Map<string, Plan>>();
   #initial: AnyMachineSnapshot | undefined;
+  /**
+   * Whether this XState's snapshots have exactly the properties {@link withContext} copies, in
+   * its order: checked on the first snapshot a step copies (XState makes every snapshot with the
+   * same literal), undefined before.
+   */
+  #literalCopy: boolean | undefined;
 
   private constructor(machine: AnyStateMachine) {
     this.#machine = machine;
@@ -193,6 +199,8 @@ export class MachineSteps {
       }
       context = Object.assign({}, context, partial);
     }
+    this.#literalCopy ??= hasSnapshotKeys(snapshot);
+    if (this.#literalCopy) return withContext(snapshot, context);
     return { ...snapshot, context } as AnyMachineSnapshot;
   }
 
@@ -312,6 +320,57 @@ function choose(plan: readonly Candidate[], context: unknown, event: { type: str
     if (candidate.guard === undefined || candidate.guard(context, event)) return candidate;
   }
   return undefined;
+}
+
+/** The properties of a machine snapshot, in the order XState's `createMachineSnapshot` gives them. */
+const SNAPSHOT_KEYS = [
+  'status',
+  'output',
+  'error',
+  'machine',
+  'context',
+  '_nodes',
+  'value',
+  'tags',
+  'children',
+  'historyValue',
+  'matches',
+  'hasTag',
+  'can',
+  'getMeta',
+  'toJSON',
+];
+
+/** True when `snapshot` has exactly the properties {@link withContext} copies, in its order. */
+export function hasSnapshotKeys(snapshot: AnyMachineSnapshot): boolean {
+  const keys = Object.keys(snapshot);
+  return keys.length === SNAPSHOT_KEYS.length && keys.every((key, at) => key === SNAPSHOT_KEYS[at]);
+}
+
+/**
+ * A copy of `snapshot` with another context: what `{ ...snapshot, context }` gives, written out
+ * property by property (about 20 ns against about 470 for the spread of a snapshot, which V8
+ * copies the slow way).
+ */
+function withContext(snapshot: AnyMachineSnapshot, context: object): AnyMachineSnapshot {
+  const s = snapshot as unknown as Record<(typeof SNAPSHOT_KEYS)[number], unknown>;
+  return {
+    status: s.status,
+    output: s.output,
+    error: s.error,
+    machine: s.machine,
+    context,
+    _nodes: s._nodes,
+    value: s.value,
+    tags: s.tags,
+    children: s.children,
+    historyValue: s.historyValue,
+    matches: s.matches,
+    hasTag: s.hasTag,
+    can: s.can,
+    getMeta: s.getMeta,
+    toJSON: s.toJSON,
+  } as unknown as AnyMachineSnapshot;
 }
 
 /** The one atomic (or final) state node of a configuration; undefined for parallel states. */

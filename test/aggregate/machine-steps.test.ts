@@ -11,7 +11,7 @@ import {
   type AnyMachineSnapshot,
   type AnyStateMachine,
 } from 'xstate';
-import { MachineSteps } from '../../runtime/aggregate/machine-steps.js';
+import { MachineSteps, hasSnapshotKeys } from '../../runtime/aggregate/machine-steps.js';
 import { Account } from '../../domains/bank/index.js';
 import { Aircraft } from '../../domains/flight/index.js';
 
@@ -157,6 +157,24 @@ describe('MachineSteps', () => {
       planned += compare(Account.machine as AnyStateMachine, alphabet, 60, seed);
     }
     expect(planned).toBeGreaterThan(50);
+  });
+
+  it('copies a snapshot in a planned step with every property XState gives it, in its order', () => {
+    const steps = MachineSteps.of(Account.machine as AnyStateMachine);
+    const opened = steps.transition(steps.initial(), {
+      type: 'Opened',
+      data: { owner: 'ada', overdraftLimit: 0 },
+    } as Ev);
+    // XState's own snapshots have the properties the step writes out (else it spreads them).
+    expect(hasSnapshotKeys(opened)).toBe(true);
+    expect(hasSnapshotKeys({ ...opened, extra: 1 } as unknown as AnyMachineSnapshot)).toBe(false);
+    const deposited = steps.transition(opened, { type: 'Deposited', data: { amount: 5 } } as Ev);
+    expect(Object.keys(deposited)).toEqual(Object.keys(opened));
+    for (const key of Object.keys(opened) as (keyof AnyMachineSnapshot)[]) {
+      if (key !== 'context') expect(deposited[key]).toBe(opened[key]);
+    }
+    expect(deposited.context).toEqual({ owner: 'ada', balance: 5, overdraftLimit: 0 });
+    expect(deposited.matches('open')).toBe(true);
   });
 
   it('steps the flight domain (targets only, so nothing is planned) as XState does', () => {
