@@ -34,6 +34,7 @@ import {
   streamName,
 } from '../nats/subjects.js';
 import { EncodedHeaders } from '../nats/encoded-headers.js';
+import { pubAckOf, type PubAckJSON } from '../nats/pub-ack.js';
 import { headerKeys, headerValue, receivedHeaders } from '../nats/header-lines.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import {
@@ -128,20 +129,11 @@ export interface JetStreamEventStoreOptions {
 
 type ResolvedOptions = z.output<typeof optionsSchema>;
 
-interface PubAckJSON {
-  stream?: string;
-  seq?: number;
-  duplicate?: boolean;
-  error?: { code?: number; err_code?: number; description?: string };
-}
-
 /** JetStream error code of a failed `Nats-Expected-Last-Subject-Sequence` check. */
 const WRONG_LAST_SEQUENCE = 10071;
 
 /** The headers of a direct get's reply a read uses (it also has the stream's, the time and the commit's own). */
 const DIRECT_GET_HEADERS = headerKeys('Nats-Sequence', 'Nats-Subject');
-
-const utf8 = new TextDecoder();
 
 /**
  * The durable event store: one JetStream stream per domain (file storage), one subject per
@@ -516,7 +508,7 @@ export class JetStreamEventStore implements EventStore {
     }
     let ack: PubAckJSON;
     try {
-      ack = JSON.parse(utf8.decode(msg.data)) as PubAckJSON;
+      ack = pubAckOf(msg.data);
     } catch (error) {
       throw unavailableForCommands(`reading the acknowledgement for ${subject}`, error);
     }
