@@ -14,8 +14,8 @@ import { connect, createInbox, type Msg } from '@nats-io/transport-node';
 import { randomCommandId } from '../runtime/command-id.js';
 import { EncodedHeaders } from '../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../runtime/nats/pooled-protocol-lines.js';
-
-const utf8 = new TextDecoder();
+import { pubAckOf } from '../runtime/nats/pub-ack.js';
+import { requestIdOf } from '../runtime/nats/reply-pipeline.js';
 
 async function main(): Promise<void> {
   const [url, size] = process.argv.slice(2);
@@ -33,11 +33,11 @@ async function main(): Promise<void> {
   nc.subscribe(`${inbox}.*`, {
     callback: (error, ack) => {
       if (error !== null) return;
-      const ackId = Number(ack.subject.slice(inbox.length + 1));
+      const ackId = requestIdOf(ack, inbox.length);
       const pending = waiting.get(ackId);
       if (pending === undefined) return;
       waiting.delete(ackId);
-      const body = JSON.parse(utf8.decode(ack.data)) as { seq?: number };
+      const body = pubAckOf(ack.data);
       if (typeof body.seq === 'number') lastSequence.set(pending.subject, body.seq);
       pending.request.respond(Buffer.from(String(body.seq ?? 0)));
     },

@@ -3,6 +3,8 @@ import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-n
 import { randomCommandId } from '../../runtime/command-id.js';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
+import { pubAckOf } from '../../runtime/nats/pub-ack.js';
+import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
 import {
   benchProcesses,
   createRawStream,
@@ -20,8 +22,6 @@ interface Waiting {
 
 /** JetStream's error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
 const WRONG_LAST_SEQUENCE = 10071;
-
-const utf8 = new TextDecoder();
 
 /**
  * Acknowledged appends as lean as they can be written: plain `publish()` with a reply subject
@@ -64,7 +64,7 @@ export class AckedAppends {
   }
 
   #onAck(msg: Msg): void {
-    const ackId = Number(msg.subject.slice(this.#inbox.length + 1));
+    const ackId = requestIdOf(msg, this.#inbox.length);
     const waiting = this.#waiting.get(ackId);
     if (waiting === undefined) return;
     this.#waiting.delete(ackId);
@@ -74,7 +74,7 @@ export class AckedAppends {
       );
       return;
     }
-    const ack = JSON.parse(utf8.decode(msg.data)) as {
+    const ack = pubAckOf(msg.data) as {
       seq?: number;
       error?: { err_code?: number; description?: string };
     };

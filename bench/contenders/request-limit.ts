@@ -4,6 +4,7 @@ import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-n
 import { MsgpackCodec } from '../../runtime/index.js';
 import { fromCompactResult } from '../../runtime/messaging/compact-result.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
+import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
 import {
   benchProcesses,
   createRawStream,
@@ -65,7 +66,7 @@ export class RequestLimitContender implements BankContender {
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error !== null) return;
-        const id = Number(msg.subject.slice(this.#inbox.length + 1));
+        const id = requestIdOf(msg, this.#inbox.length);
         const waiting = this.#waiting.get(id);
         if (waiting === undefined) return;
         this.#waiting.delete(id);
