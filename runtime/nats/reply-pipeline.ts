@@ -65,6 +65,7 @@ export class ReplyPipeline {
   readonly #timeoutMs: number;
   readonly #prefix: string;
   readonly #waiting = new Map<number, Waiting>();
+  readonly #onDefect: (error: unknown) => void;
   readonly #subscription: Subscription;
   #next = 1;
   #sweep: TimerHandle | undefined;
@@ -72,8 +73,19 @@ export class ReplyPipeline {
   #refused: Error | undefined;
   readonly #status: AsyncIterable<unknown> & { stop?: () => void };
 
-  constructor(nc: NatsConnection, clock: Clock, timeoutMs: number) {
+  /**
+   * @param onDefect gets what a {@link ReplyPipeline.send} callback threw (a defect): by default
+   *   it is thrown again once the current call stack is done, as an uncaught exception, instead of
+   *   inside nats.js' message dispatch, where it would stop the connection reading.
+   */
+  constructor(
+    nc: NatsConnection,
+    clock: Clock,
+    timeoutMs: number,
+    onDefect: (error: unknown) => void = throwLater,
+  ) {
     this.#nc = nc;
+    this.#onDefect = onDefect;
     poolProtocolLines(nc);
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
@@ -153,7 +165,7 @@ export class ReplyPipeline {
     this.#sweep = undefined;
     const waiting = [...this.#waiting.values()];
     this.#waiting.clear();
-    for (const entry of waiting) entry.reject(new PipelineClosedError(why));
+    for (const entry of waiting) this.#fail(entry, new PipelineClosedError(why));
   }
 
   #onReply(msg: Msg): void {
@@ -161,7 +173,11 @@ export class ReplyPipeline {
     const entry = this.#waiting.get(id);
     if (entry === undefined) return; // late: already timed out
     this.#waiting.delete(id);
-    entry.resolve(msg);
+    try {
+      entry.resolve(msg);
+    } catch (error) {
+      this.#onDefect(error);
+    }
   }
 
   /**
@@ -184,7 +200,7 @@ export class ReplyPipeline {
         for (const [id, entry] of [...this.#waiting]) {
           if (entry.subject !== error.subject) continue;
           this.#waiting.delete(id);
-          entry.reject(error);
+          this.#fail(entry, error);
         }
       }
     } catch {
@@ -196,7 +212,8 @@ export class ReplyPipeline {
   #onReconnect(): void {
     const waiting = [...this.#waiting.values()];
     this.#waiting.clear();
-    for (const entry of waiting) entry.reject(new ReplyLostError(entry.subject, this.#timeoutMs));
+    for (const entry of waiting)
+      this.#fail(entry, new ReplyLostError(entry.subject, this.#timeoutMs));
   }
 
   /** The reply subscription was refused: no reply can come, so every request fails now. */
@@ -205,7 +222,15 @@ export class ReplyPipeline {
     this.#refused = error;
     const waiting = [...this.#waiting.values()];
     this.#waiting.clear();
-    for (const entry of waiting) entry.reject(error);
+    for (const entry of waiting) this.#fail(entry, error);
+  }
+
+  #fail(entry: Waiting, error: Error): void {
+    try {
+      entry.reject(error);
+    } catch (defect) {
+      this.#onDefect(defect);
+    }
   }
 
   #scheduleSweep(): void {
@@ -228,9 +253,16 @@ export class ReplyPipeline {
     }
     for (const [id, entry] of late) {
       this.#waiting.delete(id);
-      entry.reject(new ReplyTimeoutError(entry.subject, this.#timeoutMs));
+      this.#fail(entry, new ReplyTimeoutError(entry.subject, this.#timeoutMs));
     }
   }
+}
+
+/** Throws `error` once the current call stack is done. */
+function throwLater(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
 }
 
 const DOT = 0x2e;

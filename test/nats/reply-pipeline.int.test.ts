@@ -42,6 +42,56 @@ describe('reply pipeline', () => {
     }
   });
 
+  it('hands what a callback throws to onDefect and keeps reading replies', async () => {
+    const server = await startNatsServer();
+    const nc = await connect({ servers: server.url });
+    try {
+      nc.subscribe('echo', {
+        callback: (_, msg) => {
+          msg.respond(msg.data);
+        },
+      });
+      await nc.flush();
+      const defects: unknown[] = [];
+      const pipeline = new ReplyPipeline(nc, systemClock, 200, (error) => defects.push(error));
+      const thrown = new Error('a defect in onReply');
+      const failing = new Promise<void>((resolve) => {
+        pipeline.send(
+          'echo',
+          new TextEncoder().encode('first'),
+          undefined,
+          () => {
+            resolve();
+            throw thrown;
+          },
+          () => undefined,
+        );
+      });
+      await failing;
+      // Times out: its onError throws as well.
+      nc.subscribe('silent', { callback: () => undefined });
+      await nc.flush();
+      const late = new Error('a defect in onError');
+      pipeline.send(
+        'silent',
+        undefined,
+        undefined,
+        () => undefined,
+        () => {
+          throw late;
+        },
+      );
+      await expect.poll(() => defects.length, { timeout: 5_000 }).toBe(2);
+      expect(defects).toEqual([thrown, late]);
+      // The connection still reads: the next request gets its reply.
+      expect((await pipeline.request('echo', 'second')).string()).toBe('second');
+      pipeline.close();
+    } finally {
+      await nc.close();
+      await server.cleanup();
+    }
+  });
+
   it('reads the request id at the end of a reply subject as decoding the subject would', async () => {
     const server = await startNatsServer();
     const nc = await connect({ servers: server.url });
