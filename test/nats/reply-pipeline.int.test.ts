@@ -1,5 +1,5 @@
-import { connect } from '@nats-io/transport-node';
-import { describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../runtime/clock.js';
 import {
   ReplyLostError,
@@ -7,15 +7,22 @@ import {
   ReplyTimeoutError,
   requestIdOf,
 } from '../../runtime/nats/reply-pipeline.js';
-import { startNatsServer } from '../helpers/nats.js';
+import { connectShared, startNatsServer, uniqueName } from '../helpers/nats.js';
 
 describe('reply pipeline', () => {
-  it('gives each request its own reply when replies come out of order, and ignores what no request waits for', async () => {
-    const server = await startNatsServer();
-    const nc = await connect({ servers: server.url });
-    try {
+  describe('on the shared server', () => {
+    let nc: NatsConnection;
+    beforeAll(async () => {
+      nc = await connectShared();
+    });
+    afterAll(async () => {
+      await nc.close();
+    });
+
+    it('gives each request its own reply when replies come out of order, and ignores what no request waits for', async () => {
+      const shuffle = uniqueName('shuffle');
       // Answers each request after a delay that depends on its body: later requests first.
-      nc.subscribe('shuffle', {
+      nc.subscribe(shuffle, {
         callback: (_, msg) => {
           const n = Number(msg.string());
           setTimeout(() => msg.respond(`re ${n}`), (200 - n) % 37);
@@ -23,41 +30,38 @@ describe('reply pipeline', () => {
       });
       await nc.flush();
       const pipeline = new ReplyPipeline(nc, systemClock, 30_000);
-      const prefix = (await pipeline.request('shuffle', '0')).subject.replace(/\.\d+$/, '');
+      const prefix = (await pipeline.request(shuffle, '0')).subject.replace(/\.\d+$/, '');
       // Published on the reply subscription by someone else: no request waits for these.
       for (const token of ['x1', '', '9999999', '12345678901234567890', '1a']) {
         nc.publish(`${prefix}.${token}`, 'junk');
       }
       const replies = await Promise.all(
-        Array.from({ length: 200 }, (_, n) => pipeline.request('shuffle', String(n))),
+        Array.from({ length: 200 }, (_, n) => pipeline.request(shuffle, String(n))),
       );
       expect(replies.map((reply) => reply.string())).toEqual(
         Array.from({ length: 200 }, (_, n) => `re ${n}`),
       );
       expect(pipeline.size).toBe(0);
       pipeline.close();
-    } finally {
-      await nc.close();
-      await server.cleanup();
-    }
-  });
+    });
 
-  it('hands what a callback throws to onDefect and keeps reading replies', async () => {
-    const server = await startNatsServer();
-    const nc = await connect({ servers: server.url });
-    try {
-      nc.subscribe('echo', {
+    it('hands what a callback throws to onDefect and keeps reading replies', async () => {
+      const echo = uniqueName('echo');
+      const silent = uniqueName('silent');
+      nc.subscribe(echo, {
         callback: (_, msg) => {
           msg.respond(msg.data);
         },
       });
+      // Takes requests and never answers.
+      nc.subscribe(silent, { callback: () => undefined });
       await nc.flush();
       const defects: unknown[] = [];
       const pipeline = new ReplyPipeline(nc, systemClock, 200, (error) => defects.push(error));
       const thrown = new Error('a defect in onReply');
       const failing = new Promise<void>((resolve) => {
         pipeline.send(
-          'echo',
+          echo,
           new TextEncoder().encode('first'),
           undefined,
           () => {
@@ -69,11 +73,9 @@ describe('reply pipeline', () => {
       });
       await failing;
       // Times out: its onError throws as well.
-      nc.subscribe('silent', { callback: () => undefined });
-      await nc.flush();
       const late = new Error('a defect in onError');
       pipeline.send(
-        'silent',
+        silent,
         undefined,
         undefined,
         () => undefined,
@@ -84,36 +86,27 @@ describe('reply pipeline', () => {
       await expect.poll(() => defects.length, { timeout: 5_000 }).toBe(2);
       expect(defects).toEqual([thrown, late]);
       // The connection still reads: the next request gets its reply.
-      expect((await pipeline.request('echo', 'second')).string()).toBe('second');
+      expect((await pipeline.request(echo, 'second')).string()).toBe('second');
       pipeline.close();
-    } finally {
-      await nc.close();
-      await server.cleanup();
-    }
-  });
+    });
 
-  it('reads the request id at the end of a reply subject as decoding the subject would', async () => {
-    const server = await startNatsServer();
-    const nc = await connect({ servers: server.url });
-    try {
+    it('reads the request id at the end of a reply subject as decoding the subject would', async () => {
+      const base = `_R.${uniqueName('ids')}`;
       const seen: { fromBytes: number; fromText: number }[] = [];
-      nc.subscribe('_R.abc.>', {
+      nc.subscribe(`${base}.>`, {
         callback: (_, msg) => {
-          const fromBytes = requestIdOf(msg, '_R.abc'.length);
-          const token = msg.subject.slice('_R.abc.'.length);
+          const fromBytes = requestIdOf(msg, base.length);
+          const token = msg.subject.slice(base.length + 1);
           seen.push({ fromBytes, fromText: /^\d{1,15}$/.test(token) ? Number(token) : NaN });
         },
       });
       await nc.flush();
       const tokens = ['1', '42', '007', '123456789012345', 'x', '4x2', '1234567890123456', '-3'];
-      for (const token of tokens) nc.publish(`_R.abc.${token}`);
+      for (const token of tokens) nc.publish(`${base}.${token}`);
       await nc.flush();
       await expect.poll(() => seen.length).toBe(tokens.length);
       for (const { fromBytes, fromText } of seen) expect(fromBytes).toBe(fromText);
-    } finally {
-      await nc.close();
-      await server.cleanup();
-    }
+    });
   });
 
   it('fails the requests still waiting once the connection is back after a disconnect, and serves new ones', async () => {
