@@ -86,6 +86,9 @@ interface Envelope {
   attempts: number;
 }
 
+/** A settled promise, whose reactions run as microtasks. */
+const SETTLED = Promise.resolve();
+
 /** The results recalled in a batch that needed none. */
 const NOTHING_RECALLED: ReadonlyMap<string, CommandResult> = new Map();
 
@@ -365,8 +368,10 @@ export class AggregateActor {
       return;
     }
     // A microtask later, so that commands sent as soon as their sender had its answer (a caller
-    // in this process) join the next batch instead of leaving alone before it.
-    queueMicrotask(() => this.#next());
+    // in this process) join the next batch instead of leaving alone before it. A reaction to a
+    // settled promise rather than `queueMicrotask`, which makes an async resource per call (twice
+    // the cost); both go to the same queue, in the same order.
+    void SETTLED.then(() => this.#next());
   }
 
   /** Runs the mailbox on once `processing` has settled the batch. */
@@ -596,6 +601,9 @@ export class AggregateActor {
     // Results decided in this batch by command id; made when a second command comes.
     let inBatch: Map<string, CommandResult> | undefined;
     let only: CommandResult | undefined;
+    // The result's events of the command whose events `events` is (no copy while one command
+    // has events): copied before another command's are added.
+    let firstEvents: StoredEvent[] | undefined;
     const timestamp = clock.now();
     let version = this.#version;
     for (const { command } of batch) {
@@ -671,8 +679,14 @@ export class AggregateActor {
         continue;
       }
       version += commandEvents.length;
-      if (events.length === 0) events = commandEvents.slice();
-      else for (const event of commandEvents) events.push(event);
+      if (events.length === 0) {
+        // The first command's events are the commit's until a second command adds to them.
+        events = commandEvents;
+        firstEvents = commandEvents;
+      } else {
+        if (events === firstEvents) events = events.slice();
+        for (const event of commandEvents) events.push(event);
+      }
       const result: CommandResult = {
         commandId: command.id,
         version,

@@ -126,6 +126,9 @@ describe('aggregate actor', () => {
         range(1, 1000).map((amount) => ({ balance: (balance += amount) })),
       );
       expect(new Set(replies.map((r) => r.commandId)).size).toBe(1000);
+      // Each reply carries its own command's event only, also the first of a batch.
+      expect(replies.filter((r) => r.events.length !== 1)).toEqual([]);
+      expect(replies.filter((r) => r.events[0]?.meta.commandId !== r.commandId)).toEqual([]);
 
       const commits = await readCommits(store, account('acc-1'));
       const events = commits.flatMap((commit) => commit.events);

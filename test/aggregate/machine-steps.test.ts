@@ -410,6 +410,33 @@ describe('MachineSteps', () => {
     );
   });
 
+  it('merges an assignment with an own __proto__ key as XState does (the prototype, not a key)', () => {
+    const machine = createMachine({
+      types: {} as { context: Record<string, unknown>; events: Ev },
+      context: { a: 1 },
+      on: { Set: { actions: assign(({ event }) => event.data ?? {}) } },
+    });
+    // As JSON.parse reads it: an own property named __proto__.
+    const data = JSON.parse('{"__proto__": {"inherited": true}, "b": 2}') as Record<
+      string,
+      unknown
+    >;
+    const event = { type: 'Set', data };
+    const steps = MachineSteps.of(machine);
+    const ours = steps.transition(steps.initial(), event).context as Record<string, unknown>;
+    const theirs = transition(machine, initialTransition(machine)[0], event)[0].context as Record<
+      string,
+      unknown
+    >;
+    expect(Object.getPrototypeOf(ours)).toBe(Object.getPrototypeOf(theirs));
+    expect(Object.keys(ours)).toEqual(Object.keys(theirs));
+    expect(ours.inherited).toBe(true);
+    // And the usual merge: a plain object with both sides' keys, the assignment's last.
+    const plain = steps.transition(steps.initial(), { type: 'Set', data: { a: 3, b: 4 } });
+    expect(Object.getPrototypeOf(plain.context)).toBe(Object.prototype);
+    expect(plain.context).toEqual({ a: 3, b: 4 });
+  });
+
   it('computes the initial snapshot once, unless the context is a function', () => {
     const shared = MachineSteps.of(Account.machine as AnyStateMachine);
     expect(shared.initial()).toBe(shared.initial());
