@@ -424,10 +424,7 @@ describe('MachineSteps', () => {
     const event = { type: 'Set', data };
     const steps = MachineSteps.of(machine);
     const ours = steps.transition(steps.initial(), event).context as Record<string, unknown>;
-    const theirs = transition(machine, initialTransition(machine)[0], event)[0].context as Record<
-      string,
-      unknown
-    >;
+    const theirs = transition(machine, initialTransition(machine)[0], event)[0].context;
     expect(Object.getPrototypeOf(ours)).toBe(Object.getPrototypeOf(theirs));
     expect(Object.keys(ours)).toEqual(Object.keys(theirs));
     expect(ours.inherited).toBe(true);
