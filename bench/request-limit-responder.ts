@@ -14,6 +14,7 @@ import { connect, createInbox, type Msg } from '@nats-io/transport-node';
 import { randomCommandId } from '../runtime/command-id.js';
 import { EncodedHeaders } from '../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../runtime/nats/pooled-protocol-lines.js';
+import { leanMessageArgs } from '../runtime/nats/lean-message-args.js';
 import { pubAckOf } from '../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../runtime/nats/reply-pipeline.js';
 
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
   }
   const nc = await connect({ servers: url, name: 'bench request limit responder' });
   poolProtocolLines(nc);
+  leanMessageArgs(nc);
   const payload = randomBytes(payloadSize);
   const inbox = createInbox();
   const waiting = new Map<number, { subject: string; request: Msg }>();

@@ -3,6 +3,7 @@ import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-n
 import { randomCommandId } from '../../runtime/command-id.js';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
+import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
 import { pubAckOf } from '../../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
 import {
@@ -42,6 +43,7 @@ export class AckedAppends {
     this.#nc = nc;
     // As jetactor's connections write them: the leanest writer has every trick jetactor has.
     poolProtocolLines(nc);
+    leanMessageArgs(nc);
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error === null) this.#onAck(msg);

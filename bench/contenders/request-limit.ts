@@ -4,6 +4,7 @@ import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-n
 import { MsgpackCodec } from '../../runtime/index.js';
 import { fromCompactResult } from '../../runtime/messaging/compact-result.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
+import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
 import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
 import {
   benchProcesses,
@@ -63,6 +64,7 @@ export class RequestLimitContender implements BankContender {
     this.#prefix = responder.prefix;
     this.#read = responder.read;
     poolProtocolLines(this.#nc);
+    leanMessageArgs(this.#nc);
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error !== null) return;

@@ -28,6 +28,7 @@ import { isIdentifier, whyNotSubjectToken } from '../names.js';
 import type { DomainNode } from '../node/domain-node.js';
 import { headerLines, headerValue, lowerCaseKey, type HeaderLines } from '../nats/header-lines.js';
 import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
+import { leanMessageArgs } from '../nats/lean-message-args.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import { COMPACT_REPLY, toCompactResult, writeCompactResult } from './compact-result.js';
 import {
@@ -327,6 +328,8 @@ export class CommandRouter {
     this.#nc = config.connection;
     // Every request is answered with one publish: see poolProtocolLines.
     poolProtocolLines(this.#nc);
+    // Every request is read from its message's arguments: see leanMessageArgs.
+    leanMessageArgs(this.#nc);
     this.#prefix = config.prefix;
     this.#codec = config.codec ?? new MsgpackCodec();
     this.#maxPayloadBytes = config.maxPayloadBytes;

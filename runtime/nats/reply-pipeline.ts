@@ -9,6 +9,7 @@ import {
 import type { Clock, TimerHandle } from '../clock.js';
 import { inboxPrefixOf, permissionViolationOf } from './permission-denied.js';
 import { poolProtocolLines } from './pooled-protocol-lines.js';
+import { leanMessageArgs } from './lean-message-args.js';
 
 /** A request that got no reply in time. */
 export class ReplyTimeoutError extends Error {
@@ -87,6 +88,7 @@ export class ReplyPipeline {
     this.#nc = nc;
     this.#onDefect = onDefect;
     poolProtocolLines(nc);
+    leanMessageArgs(nc);
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
     this.#prefix = createInbox(inboxPrefixOf(nc));
