@@ -13,6 +13,7 @@
 import { connect } from '@nats-io/transport-node';
 import { MsgpackCodec } from '../runtime/index.js';
 import { toCompactResult } from '../runtime/messaging/compact-result.js';
+import { directPublish } from '../runtime/nats/direct-publish.js';
 import { FloorAccounts } from './contenders/floor.js';
 
 const utf8 = new TextDecoder();
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
   const nc = await connect({ servers: url, name: 'bench floor responder' });
   const accounts = new FloorAccounts(nc);
   const codec = new MsgpackCodec();
+  // Replies published as jetactor's router publishes them.
+  const publish = directPublish(nc);
   nc.subscribe('rfloor.>', {
     queue: 'rfloor',
     callback: (error, request) => {
@@ -34,9 +37,12 @@ async function main(): Promise<void> {
       } catch {
         amount = undefined;
       }
+      const reply = request.reply;
+      if (reply === undefined) return;
       accounts.deposit(id, amount).then(
-        (result) => request.respond(codec.encode(toCompactResult(result))),
-        (failure: unknown) => request.respond(codec.encode({ error: String(failure) })),
+        (result) => publish(reply, codec.encode(toCompactResult(result)), undefined, undefined),
+        (failure: unknown) =>
+          publish(reply, codec.encode({ error: String(failure) }), undefined, undefined),
       );
     },
   });

@@ -15,6 +15,7 @@ import { randomCommandId } from '../runtime/command-id.js';
 import { EncodedHeaders } from '../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../runtime/nats/pooled-protocol-lines.js';
 import { leanMessageArgs } from '../runtime/nats/lean-message-args.js';
+import { directPublish } from '../runtime/nats/direct-publish.js';
 import { pubAckOf } from '../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../runtime/nats/reply-pipeline.js';
 
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
   const nc = await connect({ servers: url, name: 'bench request limit responder' });
   poolProtocolLines(nc);
   leanMessageArgs(nc);
+  const publish = directPublish(nc);
   const payload = randomBytes(payloadSize);
   const inbox = createInbox();
   const waiting = new Map<number, { subject: string; request: Msg }>();
@@ -41,7 +43,9 @@ async function main(): Promise<void> {
       waiting.delete(ackId);
       const body = pubAckOf(ack.data);
       if (typeof body.seq === 'number') lastSequence.set(pending.subject, body.seq);
-      pending.request.respond(Buffer.from(String(body.seq ?? 0)));
+      const reply = pending.request.reply;
+      if (reply !== undefined)
+        publish(reply, Buffer.from(String(body.seq ?? 0)), undefined, undefined);
     },
   });
   nc.subscribe('rlimit.>', {
@@ -55,7 +59,7 @@ async function main(): Promise<void> {
       ]);
       const ackId = next++;
       waiting.set(ackId, { subject, request });
-      nc.publish(subject, payload, { reply: `${inbox}.${ackId}`, headers });
+      publish(subject, payload, `${inbox}.${ackId}`, headers);
     },
   });
   await nc.flush();

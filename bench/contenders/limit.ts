@@ -4,6 +4,7 @@ import { randomCommandId } from '../../runtime/command-id.js';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
+import { directPublish, type DirectPublish } from '../../runtime/nats/direct-publish.js';
 import { pubAckOf } from '../../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
 import {
@@ -34,6 +35,7 @@ export class AckedAppends {
   /** Appends refused because the subject's last sequence was not the expected one. */
   conflicts = 0;
   readonly #nc: NatsConnection;
+  readonly #publish: DirectPublish;
   readonly #inbox = createInbox();
   readonly #waiting = new Map<number, Waiting>();
   readonly #lastSequence = new Map<string, number>();
@@ -44,6 +46,7 @@ export class AckedAppends {
     // As jetactor's connections write them: the leanest writer has every trick jetactor has.
     poolProtocolLines(nc);
     leanMessageArgs(nc);
+    this.#publish = directPublish(nc);
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error === null) this.#onAck(msg);
@@ -61,7 +64,7 @@ export class AckedAppends {
     const ackId = this.#next++;
     return new Promise<number>((resolve, reject) => {
       this.#waiting.set(ackId, { subject, resolve, reject });
-      this.#nc.publish(subject, payload, { reply: `${this.#inbox}.${ackId}`, headers });
+      this.#publish(subject, payload, `${this.#inbox}.${ackId}`, headers);
     });
   }
 

@@ -5,6 +5,7 @@ import { MsgpackCodec } from '../../runtime/index.js';
 import { fromCompactResult } from '../../runtime/messaging/compact-result.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
+import { directPublish, type DirectPublish } from '../../runtime/nats/direct-publish.js';
 import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
 import {
   benchProcesses,
@@ -49,6 +50,7 @@ export class RequestLimitContender implements BankContender {
   readonly name: string;
   readonly #bench: BenchServer;
   readonly #nc: NatsConnection;
+  readonly #publish: DirectPublish;
   readonly #responder: ChildProcess;
   readonly #prefix: string;
   readonly #read: (msg: Msg, account: string) => unknown;
@@ -65,6 +67,7 @@ export class RequestLimitContender implements BankContender {
     this.#read = responder.read;
     poolProtocolLines(this.#nc);
     leanMessageArgs(this.#nc);
+    this.#publish = directPublish(this.#nc);
     this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, msg) => {
         if (error !== null) return;
@@ -145,9 +148,7 @@ export class RequestLimitContender implements BankContender {
     const requestId = this.#next++;
     return new Promise<unknown>((resolve, reject) => {
       this.#waiting.set(requestId, { resolve, reject, account: id });
-      this.#nc.publish(`${this.#prefix}${id}`, requestBody, {
-        reply: `${this.#inbox}.${requestId}`,
-      });
+      this.#publish(`${this.#prefix}${id}`, requestBody, `${this.#inbox}.${requestId}`, undefined);
     });
   }
 

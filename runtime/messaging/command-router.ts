@@ -29,6 +29,7 @@ import type { DomainNode } from '../node/domain-node.js';
 import { headerLines, headerValue, lowerCaseKey, type HeaderLines } from '../nats/header-lines.js';
 import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
 import { leanMessageArgs } from '../nats/lean-message-args.js';
+import { directPublish, type DirectPublish } from '../nats/direct-publish.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import { COMPACT_REPLY, toCompactResult, writeCompactResult } from './compact-result.js';
 import {
@@ -298,6 +299,8 @@ const optionHeaders = new Map<string, keyof Omit<CommandRequest, 'aggregate' | '
 export class CommandRouter {
   readonly #node: DomainNode;
   readonly #nc: NatsConnection;
+  /** `publish()` for replies, whose subjects came from the server: see directPublish. */
+  readonly #publish: DirectPublish;
   readonly #prefix: string;
   readonly #codec: Codec;
   readonly #maxPayloadBytes: number;
@@ -330,6 +333,7 @@ export class CommandRouter {
     poolProtocolLines(this.#nc);
     // Every request is read from its message's arguments: see leanMessageArgs.
     leanMessageArgs(this.#nc);
+    this.#publish = directPublish(this.#nc);
     this.#prefix = config.prefix;
     this.#codec = config.codec ?? new MsgpackCodec();
     this.#maxPayloadBytes = config.maxPayloadBytes;
@@ -980,7 +984,7 @@ export class CommandRouter {
 
   #respond(reply: string, data: Uint8Array, headers: MsgHdrs | undefined): void {
     try {
-      this.#nc.publish(reply, data, headers === undefined ? {} : { headers });
+      this.#publish(reply, data, undefined, headers);
     } catch (error) {
       this.#logger.warn({ err: error, subject: reply }, 'reply not sent');
     }

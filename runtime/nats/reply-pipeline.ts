@@ -10,6 +10,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { inboxPrefixOf, permissionViolationOf } from './permission-denied.js';
 import { poolProtocolLines } from './pooled-protocol-lines.js';
 import { leanMessageArgs } from './lean-message-args.js';
+import { directPublish, type DirectPublish } from './direct-publish.js';
 
 /** A request that got no reply in time. */
 export class ReplyTimeoutError extends Error {
@@ -62,6 +63,8 @@ interface Waiting {
  */
 export class ReplyPipeline {
   readonly #nc: NatsConnection;
+  /** `publish()` without its check of the reply subjects, which this pipeline makes. */
+  readonly #publish: DirectPublish;
   readonly #clock: Clock;
   readonly #timeoutMs: number;
   readonly #prefix: string;
@@ -86,6 +89,7 @@ export class ReplyPipeline {
     onDefect: (error: unknown) => void = throwLater,
   ) {
     this.#nc = nc;
+    this.#publish = directPublish(nc);
     this.#onDefect = onDefect;
     poolProtocolLines(nc);
     leanMessageArgs(nc);
@@ -142,7 +146,7 @@ export class ReplyPipeline {
     if (this.#closed) throw new PipelineClosedError('the pipeline is closed');
     if (this.#refused !== undefined) throw this.#refused;
     const id = this.#next++;
-    this.#nc.publish(subject, data, { reply: `${this.#prefix}.${id}`, headers });
+    this.#publish(subject, data, `${this.#prefix}.${id}`, headers);
     this.#waiting.set(id, {
       subject,
       sentAt: this.#clock.now(),

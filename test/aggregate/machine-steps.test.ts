@@ -429,7 +429,8 @@ describe('MachineSteps', () => {
     expect(Object.keys(ours)).toEqual(Object.keys(theirs));
     expect(ours.inherited).toBe(true);
     // And the usual merge: a plain object with both sides' keys, the assignment's last.
-    const plain = steps.transition(steps.initial(), { type: 'Set', data: { a: 3, b: 4 } });
+    const set = { type: 'Set', data: { a: 3, b: 4 } };
+    const plain = steps.transition(steps.initial(), set);
     expect(Object.getPrototypeOf(plain.context)).toBe(Object.prototype);
     expect(plain.context).toEqual({ a: 3, b: 4 });
   });

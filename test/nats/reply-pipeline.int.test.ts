@@ -109,6 +109,59 @@ describe('reply pipeline', () => {
     });
   });
 
+  it('publishes requests without nats.js publish() on this nats.js version, and still refuses what it refuses', async () => {
+    // A connection of its own: its publish() is replaced, and it is drained at the end.
+    const own = await connectShared();
+    const subject = uniqueName('direct');
+    own.subscribe(subject, {
+      callback: (_, msg) => {
+        msg.respond(`re ${msg.string()}`);
+      },
+    });
+    await own.flush();
+    const pipeline = new ReplyPipeline(own, systemClock, 5_000);
+    const publish = own.publish.bind(own);
+    let viaPublish = 0;
+    own.publish = (...args: Parameters<NatsConnection['publish']>) => {
+      viaPublish += 1;
+      publish(...args);
+    };
+    // Fails when a nats.js upgrade changes the protocol handler's shape: requests then go
+    // through publish() and its checks again.
+    expect((await pipeline.request(subject, 'one')).string()).toBe('re one');
+    expect(viaPublish).toBe(0);
+    // A subject nats.js refuses goes to publish(), which throws its error, as before.
+    expect(() =>
+      pipeline.send(
+        'bad subject',
+        undefined,
+        undefined,
+        () => {},
+        () => {},
+      ),
+    ).toThrow(/subject/i);
+    expect(viaPublish).toBe(1);
+    await expect(pipeline.request('', 'x')).rejects.toThrow(/subject/i);
+    // Draining, once nats.js publishes no more: its error, as before.
+    const protocol = (own as unknown as { protocol: { noMorePublishing: boolean } }).protocol;
+    protocol.noMorePublishing = true;
+    expect(() =>
+      pipeline.send(
+        subject,
+        'late',
+        undefined,
+        () => {},
+        () => {},
+      ),
+    ).toThrow(/drain/i);
+    expect(viaPublish).toBe(3);
+    protocol.noMorePublishing = false;
+    expect((await pipeline.request(subject, 'two')).string()).toBe('re two');
+    expect(viaPublish).toBe(3);
+    pipeline.close('test over');
+    await own.close();
+  });
+
   it('fails the requests still waiting once the connection is back after a disconnect, and serves new ones', async () => {
     const server = await startNatsServer();
     const nc = await connect({
