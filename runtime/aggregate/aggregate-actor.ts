@@ -86,6 +86,12 @@ interface Envelope {
   attempts: number;
 }
 
+/**
+ * An empty mailbox, shared: `pushed` replaces it with a new array at the first command, and an
+ * empty mailbox is never written to (no array per batch taken).
+ */
+const NO_ENVELOPES: Envelope[] = [];
+
 /** A settled promise, whose reactions run as microtasks. */
 const SETTLED = Promise.resolve();
 
@@ -134,7 +140,7 @@ export class AggregateActor {
   #confirmed: AnyMachineSnapshot;
   #version = 0;
   #position = 0;
-  #mailbox: Envelope[] = [];
+  #mailbox: Envelope[] = NO_ENVELOPES;
   #head = 0;
   /** Set while the mailbox is drained (`true`) or a refresh catches up (its promise). */
   #running: Promise<void> | true | undefined;
@@ -287,7 +293,7 @@ export class AggregateActor {
       if (this.#head === 0 && this.#mailbox.length <= maxBatch) {
         // All of it: the mailbox itself is the batch, and a new one takes what comes next.
         batch = this.#mailbox;
-        this.#mailbox = [];
+        this.#mailbox = NO_ENVELOPES;
       } else {
         const end = Math.min(this.#mailbox.length, this.#head + maxBatch);
         batch = this.#mailbox.slice(this.#head, end);
@@ -298,6 +304,8 @@ export class AggregateActor {
       this.#compact();
     }
     this.#running = undefined;
+    // Most actors go idle after each batch with nobody waiting: no new array then.
+    if (this.#idleWaiters.length === 0) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const wake of waiters) wake();
