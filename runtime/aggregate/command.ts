@@ -71,6 +71,12 @@ export interface Command {
   deadline?: number | undefined;
 }
 
+/** The options of a request that sets none (shared: callers read them only). */
+const NO_OPTIONS: { success: true; data: CommandOptions } = Object.freeze({
+  success: true,
+  data: Object.freeze({}),
+});
+
 /**
  * The options of a request that sets at most a valid command id and a timeout from
  * `minTimeoutMs` to `maxTimeoutMs` (nearly all do), checked without zod; undefined when it sets
@@ -97,7 +103,7 @@ export function plainCommandOptions(
     return undefined;
   }
   if (commandId === undefined) {
-    return { success: true, data: timeoutMs === undefined ? {} : { timeoutMs } };
+    return timeoutMs === undefined ? NO_OPTIONS : { success: true, data: { timeoutMs } };
   }
   if (typeof commandId !== 'string' || commandId.length < 1 || commandId.length > 256) {
     return undefined;
