@@ -21,6 +21,12 @@ interface ParserShape {
 
 const leaned = new WeakSet<object>();
 
+/**
+ * Where the arguments being read start and end (`[start, end, start, end, …]`, the first five):
+ * one array for every message, not one each.
+ */
+const bounds = new Int32Array(10);
+
 /** nats.js' bound on header and payload sizes in the arguments it reads. */
 const MAX_64MB = 64 * 1024 * 1024;
 
@@ -70,39 +76,18 @@ export function leanMessageArgs(nc: NatsConnection): boolean {
  */
 function readMessageArgs(parser: ParserShape, arg: Uint8Array): void {
   const headers = parser.hdr >= 0;
-  // Where the first five arguments start and end; more than five is an error in either form.
+  // Where the first five arguments start and end go to `bounds`; more than five is an error in
+  // either form.
   let count = 0;
-  let s0 = 0;
-  let e0 = 0;
-  let s1 = 0;
-  let e1 = 0;
-  let s2 = 0;
-  let e2 = 0;
-  let s3 = 0;
-  let e3 = 0;
-  let s4 = 0;
-  let e4 = 0;
   let start = -1;
   const length = arg.length;
   for (let at = 0; at <= length; at++) {
     const byte = at < length ? (arg[at] as number) : SPACE;
     if (byte === SPACE || byte === TAB || byte === CR || byte === NL) {
       if (start < 0) continue;
-      if (count === 0) {
-        s0 = start;
-        e0 = at;
-      } else if (count === 1) {
-        s1 = start;
-        e1 = at;
-      } else if (count === 2) {
-        s2 = start;
-        e2 = at;
-      } else if (count === 3) {
-        s3 = start;
-        e3 = at;
-      } else if (count === 4) {
-        s4 = start;
-        e4 = at;
+      if (count < 5) {
+        bounds[2 * count] = start;
+        bounds[2 * count + 1] = at;
       }
       count += 1;
       start = -1;
@@ -113,17 +98,17 @@ function readMessageArgs(parser: ParserShape, arg: Uint8Array): void {
   const ma = parser.ma;
   if (headers) {
     if (count === 4) {
-      ma.subject = arg.subarray(s0, e0);
-      ma.sid = parseNumber(arg, s1, e1, undefined);
+      ma.subject = argView(arg, 0);
+      ma.sid = argNumber(arg, 1, undefined);
       ma.reply = undefined;
-      ma.hdr = parseNumber(arg, s2, e2, MAX_64MB);
-      ma.size = parseNumber(arg, s3, e3, MAX_64MB);
+      ma.hdr = argNumber(arg, 2, MAX_64MB);
+      ma.size = argNumber(arg, 3, MAX_64MB);
     } else if (count === 5) {
-      ma.subject = arg.subarray(s0, e0);
-      ma.sid = parseNumber(arg, s1, e1, undefined);
-      ma.reply = arg.subarray(s2, e2);
-      ma.hdr = parseNumber(arg, s3, e3, MAX_64MB);
-      ma.size = parseNumber(arg, s4, e4, MAX_64MB);
+      ma.subject = argView(arg, 0);
+      ma.sid = argNumber(arg, 1, undefined);
+      ma.reply = argView(arg, 2);
+      ma.hdr = argNumber(arg, 3, MAX_64MB);
+      ma.size = argNumber(arg, 4, MAX_64MB);
     } else {
       throw parser.fail(arg, 'processHeaderMsgArgs Parse Error');
     }
@@ -135,20 +120,30 @@ function readMessageArgs(parser: ParserShape, arg: Uint8Array): void {
     return;
   }
   if (count === 3) {
-    ma.subject = arg.subarray(s0, e0);
-    ma.sid = parseNumber(arg, s1, e1, undefined);
+    ma.subject = argView(arg, 0);
+    ma.sid = argNumber(arg, 1, undefined);
     ma.reply = undefined;
-    ma.size = parseNumber(arg, s2, e2, MAX_64MB);
+    ma.size = argNumber(arg, 2, MAX_64MB);
   } else if (count === 4) {
-    ma.subject = arg.subarray(s0, e0);
-    ma.sid = parseNumber(arg, s1, e1, undefined);
-    ma.reply = arg.subarray(s2, e2);
-    ma.size = parseNumber(arg, s3, e3, MAX_64MB);
+    ma.subject = argView(arg, 0);
+    ma.sid = argNumber(arg, 1, undefined);
+    ma.reply = argView(arg, 2);
+    ma.size = argNumber(arg, 3, MAX_64MB);
   } else {
     throw parser.fail(arg, 'processMsgArgs Parse Error');
   }
   if (ma.sid < 0) throw parser.fail(arg, 'processMsgArgs Bad or Missing Sid Error');
   if (ma.size < 0) throw parser.fail(arg, 'processMsgArgs Bad or Missing Size Error');
+}
+
+/** A view of argument `index` of `arg`, as `readMessageArgs` found it. */
+function argView(arg: Uint8Array, index: number): Uint8Array {
+  return arg.subarray(bounds[2 * index], bounds[2 * index + 1]);
+}
+
+/** Argument `index` of `arg` as a number, as nats.js' `protoParseInt` reads it. */
+function argNumber(arg: Uint8Array, index: number, max: number | undefined): number {
+  return parseNumber(arg, bounds[2 * index] as number, bounds[2 * index + 1] as number, max);
 }
 
 /**

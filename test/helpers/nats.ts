@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import {
+  connect,
+  type ConnectionOptions,
+  type Msg,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import { inject } from 'vitest';
 import {
   LocalNatsCluster,
@@ -57,4 +62,27 @@ export function startNatsServer(options: LocalNatsServerOptions = {}): Promise<L
  */
 export function startNatsCluster(options: LocalNatsClusterOptions = {}): Promise<LocalNatsCluster> {
   return LocalNatsCluster.start({ config: projectNatsConfig, ...options });
+}
+
+/**
+ * Subscribes to `<subject>.>` and answers every request with `re: <its data>`; `received` holds
+ * the messages in order, and `done` resolves once `count` came. Flush before publishing.
+ */
+export function echoMessages(
+  nc: NatsConnection,
+  subject: string,
+  count: number,
+): { received: Msg[]; done: Promise<void> } {
+  const received: Msg[] = [];
+  const done = new Promise<void>((resolve) => {
+    nc.subscribe(`${subject}.>`, {
+      callback: (error, msg) => {
+        if (error !== null) return;
+        received.push(msg);
+        if (msg.reply) msg.respond(`re: ${new TextDecoder().decode(msg.data)}`);
+        if (received.length === count) resolve();
+      },
+    });
+  });
+  return { received, done };
 }

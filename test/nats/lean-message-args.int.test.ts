@@ -1,7 +1,7 @@
-import { headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
-import { connectShared, uniqueName } from '../helpers/nats.js';
+import { connectShared, echoMessages, uniqueName } from '../helpers/nats.js';
 
 interface ParserLike {
   hdr: number;
@@ -144,17 +144,7 @@ describe('leanMessageArgs (real nats-server)', () => {
   it('still delivers messages with and without headers, replies and UTF-8 subjects', async () => {
     leanMessageArgs(nc);
     const subject = `${uniqueName('lean')}.zoë`;
-    const received: Msg[] = [];
-    const done = new Promise<void>((resolve) => {
-      nc.subscribe(`${subject}.>`, {
-        callback: (error, msg) => {
-          if (error !== null) return;
-          received.push(msg);
-          if (msg.reply) msg.respond(`re: ${utf8.decode(msg.data)}`);
-          if (received.length === 3) resolve();
-        },
-      });
-    });
+    const { received, done } = echoMessages(nc, subject, 3);
     await nc.flush();
     nc.publish(`${subject}.plain`, 'one');
     const h = headers();

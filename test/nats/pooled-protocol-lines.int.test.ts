@@ -1,10 +1,10 @@
-import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../runtime/clock.js';
 import { EncodedHeaders } from '../../runtime/nats/encoded-headers.js';
 import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import { ReplyPipeline } from '../../runtime/nats/reply-pipeline.js';
-import { connectShared, uniqueName } from '../helpers/nats.js';
+import { connectShared, echoMessages, uniqueName } from '../helpers/nats.js';
 
 const utf8 = new TextDecoder();
 
@@ -35,17 +35,7 @@ describe('poolProtocolLines (real nats-server)', () => {
   it('still delivers messages with and without headers, on UTF-8 subjects, with replies', async () => {
     poolProtocolLines(nc);
     const subject = `${uniqueName('pooled')}.zoë.😀`;
-    const received: Msg[] = [];
-    const done = new Promise<void>((resolve) => {
-      nc.subscribe(`${subject}.>`, {
-        callback: (error, msg) => {
-          if (error !== null) return;
-          received.push(msg);
-          if (msg.reply) msg.respond(`re: ${utf8.decode(msg.data)}`);
-          if (received.length === 3) resolve();
-        },
-      });
-    });
+    const { received, done } = echoMessages(nc, subject, 3);
     await nc.flush();
     nc.publish(`${subject}.plain`, 'one');
     nc.publish(`${subject}.headers`, 'two', {
