@@ -19,7 +19,9 @@ interface ParserShape {
   processHeaderMsgArgs(arg: Uint8Array): void;
 }
 
+/** Parser prototypes looked at already, and those of them left alone. */
 const leaned = new WeakSet<object>();
+const refused = new WeakSet<object>();
 
 /**
  * Where the arguments being read start and end (`[start, end, start, end, …]`, the first five):
@@ -47,7 +49,8 @@ const NINE = 0x39;
  *
  * It changes nats.js' `Parser` class, so every connection of this process reads arguments this
  * way (its prototype is shared, and each reconnection makes a new parser). Once, and only when
- * the connection's parser has the shape this nats.js version has; returns whether it applies.
+ * the connection's parser has the shape this nats.js version has and reads {@link SAMPLES}
+ * exactly as this reader does; returns whether it applies.
  */
 export function leanMessageArgs(nc: NatsConnection): boolean {
   const protocol = (nc as unknown as { protocol?: { parser?: unknown } }).protocol;
@@ -55,12 +58,16 @@ export function leanMessageArgs(nc: NatsConnection): boolean {
   if (typeof parser !== 'object' || parser === null) return false;
   const prototype = Object.getPrototypeOf(parser) as Partial<ParserShape> | null;
   if (prototype === null) return false;
-  if (leaned.has(prototype)) return true;
+  if (leaned.has(prototype)) return !refused.has(prototype);
   if (
     typeof prototype.processMsgArgs !== 'function' ||
     typeof prototype.processHeaderMsgArgs !== 'function' ||
-    typeof prototype.fail !== 'function'
+    typeof prototype.fail !== 'function' ||
+    !readsAsNatsJs(prototype as ParserShape)
   ) {
+    // Refused once, refused for good: nats.js keeps reading the arguments itself.
+    leaned.add(prototype);
+    refused.add(prototype);
     return false;
   }
   prototype.processMsgArgs = function (this: ParserShape, arg: Uint8Array): void {
@@ -68,6 +75,62 @@ export function leanMessageArgs(nc: NatsConnection): boolean {
   };
   leaned.add(prototype);
   return true;
+}
+
+/**
+ * Argument lines, as `MSG` (false) or `HMSG` (true) arguments, that nats.js' reader and this one
+ * must read alike before this one is used: the usual ones, and ones nats.js refuses.
+ */
+const SAMPLES: readonly (readonly [string, boolean])[] = [
+  ['jetactor.evt.bank.Account.acc-1 7 151', false],
+  ['_INBOX.a1b2.42 3 _INBOX.r.1 151', false],
+  ['jetactor.cmd.bank.Account.acc-1.deposit 1 _INBOX.x.2 120 180', true],
+  ['a 12 80 80', true],
+  [' a\t1  2\r', false],
+  ['a 1', false],
+  ['a x 3', false],
+  ['a 1 2 3 4', false],
+  ['a 1234567890123456 3', false],
+  ['a 1 67108865', false],
+  ['a 1 5 4', true],
+  ['a 1 b 4 4 4', true],
+];
+
+/**
+ * True when `readMessageArgs` reads {@link SAMPLES} exactly as `prototype`'s own reader does:
+ * every property of the message arguments, and the error of each line it refuses. Whatever a
+ * later nats.js changes in how it reads or what it keeps, the change is not made then.
+ */
+function readsAsNatsJs(prototype: ParserShape): boolean {
+  const Parser = prototype.constructor as new (dispatcher: unknown) => ParserShape;
+  const read = (
+    reader: (parser: ParserShape, arg: Uint8Array) => void,
+    text: string,
+    hdr: boolean,
+  ) => {
+    const parser = new Parser({ push: () => undefined });
+    parser.hdr = hdr ? 0 : -1;
+    parser.ma = { sid: -1, hdr: -1, size: -1 };
+    try {
+      reader(parser, Buffer.from(text, 'utf8'));
+    } catch (error) {
+      return `error: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    return JSON.stringify(parser.ma, (_key, value: unknown) =>
+      value instanceof Uint8Array ? `bytes: ${Buffer.from(value).toString('utf8')}` : value,
+    );
+  };
+  try {
+    for (const [text, hdr] of SAMPLES) {
+      const theirs = read((parser, arg) => prototype.processMsgArgs.call(parser, arg), text, hdr);
+      const ours = read(readMessageArgs, text, hdr);
+      if (ours !== theirs) return false;
+    }
+    return true;
+  } catch {
+    // A parser that cannot be made this way is not the one this was written for.
+    return false;
+  }
 }
 
 /**

@@ -88,6 +88,28 @@ describe('leanMessageArgs (real nats-server)', () => {
     ).toBe(false);
   });
 
+  it('leaves alone a parser whose own reader reads otherwise (a later nats.js, say), for good', () => {
+    class OtherParser {
+      hdr = -1;
+      ma: Record<string, unknown> = {};
+      constructor(_dispatcher: unknown) {}
+      fail(_data: Uint8Array, label = ''): Error {
+        return new Error(label);
+      }
+      processHeaderMsgArgs(): void {}
+      // Keeps one more property than the reader this runtime replaces it with would.
+      processMsgArgs(arg: Uint8Array): void {
+        this.ma = { ...this.ma, subject: arg, sid: 1, size: 1, seen: arg.length };
+      }
+    }
+    const prototype = OtherParser.prototype as { processMsgArgs: unknown };
+    const original = prototype.processMsgArgs;
+    const other = { protocol: { parser: new OtherParser(undefined) } } as unknown as NatsConnection;
+    expect(leanMessageArgs(other)).toBe(false);
+    expect(prototype.processMsgArgs).toBe(original);
+    expect(leanMessageArgs(other)).toBe(false);
+  });
+
   it('reads arguments as nats.js does, malformed ones with the same errors', () => {
     leanMessageArgs(nc);
     const lean = (Parser.prototype as ParserLike).processMsgArgs;
