@@ -329,7 +329,6 @@ function resolveReference(
   return { resolved: byName[type], params };
 }
 
-/** The transition XState chooses (the first whose guard passes), or undefined for none. */
 /**
  * `Object.assign({}, context, partial)`, as XState's `assign` merges, written as a spread: about
  * a third of the time for the plain objects contexts are. The two differ only for an own
@@ -348,6 +347,7 @@ function merged(context: object, partial: unknown): object {
   return { ...context, ...partial };
 }
 
+/** The transition XState chooses (the first whose guard passes), or undefined for none. */
 function choose(plan: readonly Candidate[], context: unknown, event: { type: string }) {
   for (const candidate of plan) {
     if (candidate.guard === undefined || candidate.guard(context, event)) return candidate;

@@ -158,45 +158,23 @@ function readMessageArgs(parser: ParserShape, arg: Uint8Array): void {
       start = at;
     }
   }
+  // `<subject> <sid> [reply] [hdr] <size>`: nats.js' messages name the reader that refused.
+  const name = headers ? 'processHeaderMsgArgs' : 'processMsgArgs';
+  const least = headers ? 4 : 3;
+  if (count !== least && count !== least + 1) throw parser.fail(arg, `${name} Parse Error`);
+  const withReply = count === least + 1;
   const ma = parser.ma;
-  if (headers) {
-    if (count === 4) {
-      ma.subject = argView(arg, 0);
-      ma.sid = argNumber(arg, 1, undefined);
-      ma.reply = undefined;
-      ma.hdr = argNumber(arg, 2, MAX_64MB);
-      ma.size = argNumber(arg, 3, MAX_64MB);
-    } else if (count === 5) {
-      ma.subject = argView(arg, 0);
-      ma.sid = argNumber(arg, 1, undefined);
-      ma.reply = argView(arg, 2);
-      ma.hdr = argNumber(arg, 3, MAX_64MB);
-      ma.size = argNumber(arg, 4, MAX_64MB);
-    } else {
-      throw parser.fail(arg, 'processHeaderMsgArgs Parse Error');
-    }
-    if (ma.sid < 0) throw parser.fail(arg, 'processHeaderMsgArgs Bad or Missing Sid Error');
-    if (ma.hdr < 0 || ma.hdr > ma.size) {
-      throw parser.fail(arg, 'processHeaderMsgArgs Bad or Missing Header Size Error');
-    }
-    if (ma.size < 0) throw parser.fail(arg, 'processHeaderMsgArgs Bad or Missing Size Error');
-    return;
+  ma.subject = argView(arg, 0);
+  ma.sid = argNumber(arg, 1, undefined);
+  ma.reply = withReply ? argView(arg, 2) : undefined;
+  let next = withReply ? 3 : 2;
+  if (headers) ma.hdr = argNumber(arg, next++, MAX_64MB);
+  ma.size = argNumber(arg, next, MAX_64MB);
+  if (ma.sid < 0) throw parser.fail(arg, `${name} Bad or Missing Sid Error`);
+  if (headers && (ma.hdr < 0 || ma.hdr > ma.size)) {
+    throw parser.fail(arg, `${name} Bad or Missing Header Size Error`);
   }
-  if (count === 3) {
-    ma.subject = argView(arg, 0);
-    ma.sid = argNumber(arg, 1, undefined);
-    ma.reply = undefined;
-    ma.size = argNumber(arg, 2, MAX_64MB);
-  } else if (count === 4) {
-    ma.subject = argView(arg, 0);
-    ma.sid = argNumber(arg, 1, undefined);
-    ma.reply = argView(arg, 2);
-    ma.size = argNumber(arg, 3, MAX_64MB);
-  } else {
-    throw parser.fail(arg, 'processMsgArgs Parse Error');
-  }
-  if (ma.sid < 0) throw parser.fail(arg, 'processMsgArgs Bad or Missing Sid Error');
-  if (ma.size < 0) throw parser.fail(arg, 'processMsgArgs Bad or Missing Size Error');
+  if (ma.size < 0) throw parser.fail(arg, `${name} Bad or Missing Size Error`);
 }
 
 /** A view of argument `index` of `arg`, as `readMessageArgs` found it. */
