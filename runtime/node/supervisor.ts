@@ -11,6 +11,7 @@ import type { SnapshotStore } from '../event-store/snapshot-store.js';
 import type { EventStore, StreamRef } from '../event-store/event-store.js';
 import type { Logger } from '../logger.js';
 import type { InspectionHook } from './inspection-hook.js';
+import { RecencyList, type RecencyEntry } from './recency-list.js';
 
 /** Tuning of the supervisor. */
 export interface SupervisorOptions extends AggregateActorOptions {
@@ -59,15 +60,16 @@ interface FailureRecord {
  * Keeps one actor per aggregate instance: spawns on the first command (virtual actors),
  * passivates idle and least recently used ones, restarts failed ones with backoff.
  *
- * Actors live in a Set whose order is recency of use, so both the idle sweep and the LRU
- * eviction look only at the oldest entries, and are found through an index by domain, aggregate
- * and id (no key string per command).
+ * Actors live in a list in order of use, so both the idle sweep and the LRU eviction look only at
+ * the oldest entries, and are found through an index by domain, aggregate and id (no key string
+ * per command) that holds their entries in the list, so a command moves its actor to the end
+ * without hashing it.
  */
 export class Supervisor {
   /** Live actors in order of use, least recent first. */
-  readonly #actors = new Set<AggregateActor>();
-  /** The same actors by domain, aggregate and id: no key string to build per command. */
-  readonly #index = new Map<string, Map<string, Map<string, AggregateActor>>>();
+  readonly #actors = new RecencyList<AggregateActor>();
+  /** The same actors' entries by domain, aggregate and id: no key string to build per command. */
+  readonly #index = new Map<string, Map<string, Map<string, RecencyEntry<AggregateActor>>>>();
   readonly #failures = new Map<string, FailureRecord>();
   readonly #store: EventStore;
   readonly #snapshots: SnapshotStore | undefined;
@@ -139,13 +141,13 @@ export class Supervisor {
   /** Current counters. */
   stats(): SupervisorStats {
     let mailboxDepth = 0;
-    for (const actor of this.#actors.values()) mailboxDepth += actor.mailboxDepth;
+    for (const actor of this.#actors) mailboxDepth += actor.mailboxDepth;
     return {
       active: this.#actors.size,
       spawned: this.#spawned,
       passivated: this.#passivated,
       restarts: this.#restarts,
-      failed: [...this.#actors.values()].filter((a) => a.lifecycle === 'failed').length,
+      failed: [...this.#actors].filter((a) => a.lifecycle === 'failed').length,
       mailboxDepth,
       conflicts: this.#conflicts,
     };
@@ -169,7 +171,7 @@ export class Supervisor {
         .start()
         .then(() => actor.whenIdle())
         .then(() => {
-          if (!this.#stopping && this.#actors.has(actor) && passivatable(actor)) {
+          if (!this.#stopping && this.#entryOf(actor) !== undefined && passivatable(actor)) {
             this.#passivate(actor);
           }
         });
@@ -189,14 +191,12 @@ export class Supervisor {
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = this.#clock.setTimeout(() => resolve('timeout'), timeoutMs);
     });
-    const idle = Promise.all(
-      [...this.#actors.values()].map((a) => a.start().then(() => a.whenIdle())),
-    );
+    const idle = Promise.all([...this.#actors].map((a) => a.start().then(() => a.whenIdle())));
     const outcome = await Promise.race([idle.then(() => 'idle' as const), timedOut]);
     if (timer !== undefined) this.#clock.clearTimeout(timer);
     let interrupted = 0;
     if (outcome === 'timeout') {
-      for (const actor of this.#actors.values()) {
+      for (const actor of this.#actors) {
         const rejected = actor.rejectQueued(shuttingDown());
         const inFlight = actor.idle ? 0 : 1;
         if (rejected + inFlight > 0) {
@@ -208,7 +208,7 @@ export class Supervisor {
         }
       }
     }
-    for (const actor of this.#actors.values()) {
+    for (const actor of this.#actors) {
       if (actor.idle) {
         actor.passivate();
         this.#passivated += 1;
@@ -224,11 +224,11 @@ export class Supervisor {
     definition: AnyAggregateDefinition,
     id: string,
   ): AggregateActor | InfrastructureError {
-    const existing = this.#index.get(domain)?.get(definition.name)?.get(id);
-    if (existing !== undefined && existing.lifecycle !== 'failed') {
-      this.#actors.delete(existing);
-      this.#actors.add(existing);
-      return existing;
+    const entry = this.#index.get(domain)?.get(definition.name)?.get(id);
+    const existing = entry?.value;
+    if (entry !== undefined && existing?.lifecycle !== 'failed') {
+      this.#actors.touch(entry);
+      return entry.value;
     }
     const key = `${domain}/${definition.name}/${id}`;
     const failure = this.#failures.get(key);
@@ -328,15 +328,23 @@ export class Supervisor {
       byId = new Map();
       byAggregate.set(aggregate, byId);
     }
-    byId.set(id, actor);
-    this.#actors.add(actor);
+    byId.set(id, this.#actors.add(actor));
   }
 
   #remove(actor: AggregateActor): void {
     const { domain, aggregate, id } = actor.stream;
     const byId = this.#index.get(domain)?.get(aggregate);
-    if (byId?.get(id) === actor) byId.delete(id);
-    this.#actors.delete(actor);
+    const entry = byId?.get(id);
+    if (entry?.value !== actor) return;
+    byId?.delete(id);
+    this.#actors.remove(entry);
+  }
+
+  /** `actor`'s entry, when it is the live actor of its aggregate. */
+  #entryOf(actor: AggregateActor): RecencyEntry<AggregateActor> | undefined {
+    const { domain, aggregate, id } = actor.stream;
+    const entry = this.#index.get(domain)?.get(aggregate)?.get(id);
+    return entry?.value === actor ? entry : undefined;
   }
 
   #passivate(actor: AggregateActor): void {
