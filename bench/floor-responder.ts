@@ -15,10 +15,13 @@ import { MsgpackCodec } from '../runtime/index.js';
 import { toCompactResult } from '../runtime/messaging/compact-result.js';
 import { directPublish } from '../runtime/nats/direct-publish.js';
 import { FloorAccounts } from './contenders/floor.js';
+import { disablePretenuring } from '../runtime/pretenuring.js';
 
 const utf8 = new TextDecoder();
 
 async function main(): Promise<void> {
+  // As the node processes collect (`jetactor` turns it off for itself).
+  disablePretenuring();
   const [url] = process.argv.slice(2);
   if (url === undefined) throw new Error('usage: floor-responder.js <nats url>');
   const nc = await connect({ servers: url, name: 'bench floor responder' });

@@ -11,6 +11,7 @@ import { createActor, type AnyActor } from 'xstate';
 import { Account } from '../domains/bank/index.js';
 import { startBankNode } from './contenders/jetactor-in-process.js';
 import { forEachLimited } from './load.js';
+import { disablePretenuring } from '../runtime/pretenuring.js';
 
 /** What the child prints. */
 export interface MemoryChildResult {
@@ -38,6 +39,8 @@ async function settledHeap(): Promise<number> {
 }
 
 async function main(): Promise<MemoryChildResult> {
+  // As the node processes collect (`jetactor` turns it off for itself).
+  disablePretenuring();
   const [mode, url, count] = process.argv.slice(2);
   const actors = Number(count);
   if ((mode !== 'jetactor' && mode !== 'xstate') || !Number.isInteger(actors) || actors <= 0) {

@@ -18,8 +18,11 @@ import { leanMessageArgs } from '../runtime/nats/lean-message-args.js';
 import { directPublish } from '../runtime/nats/direct-publish.js';
 import { pubAckOf } from '../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../runtime/nats/reply-pipeline.js';
+import { disablePretenuring } from '../runtime/pretenuring.js';
 
 async function main(): Promise<void> {
+  // As the node processes collect (`jetactor` turns it off for itself).
+  disablePretenuring();
   const [url, size] = process.argv.slice(2);
   const payloadSize = Number(size);
   if (url === undefined || !Number.isInteger(payloadSize) || payloadSize <= 0) {

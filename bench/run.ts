@@ -13,6 +13,7 @@ import { LimitContender } from './contenders/limit.js';
 import { contenderNames, depositAccount } from './contenders/start-contenders.js';
 import { closedLoop, describe } from './load.js';
 import { machineInfo } from './machine.js';
+import { disablePretenuring } from '../runtime/pretenuring.js';
 import { formatTable, summarise, type BenchReport } from './report.js';
 import { failedRow, median, type Row } from './results.js';
 import type { Scenario, ScenarioContext } from './scenario.js';
@@ -37,6 +38,8 @@ const scenarios: Record<ScenarioName, Scenario> = {
 };
 
 async function main(): Promise<number> {
+  // Every process of the benchmark collects as a `jetactor` process does (the CLI turns it off).
+  disablePretenuring();
   const parsed = parseBenchArgs(process.argv.slice(2));
   if (!parsed.ok) {
     (parsed.exitCode === 0 ? process.stdout : process.stderr).write(parsed.text);

@@ -108,6 +108,7 @@ export {
 } from './nats/local-nats-server.js';
 export { LocalNatsCluster, startNatsCluster } from './nats/local-nats-cluster.js';
 export { errorCodes } from './error-codes.js';
+export { disablePretenuring } from './pretenuring.js';
 export {
   JetactorError,
   RejectionError,
