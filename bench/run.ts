@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { disablePretenuring } from '../runtime/pretenuring.js';
 import { parseBenchArgs, type ScenarioName } from './bench-options.js';
 import { depositCommitSize } from './commit-payload.js';
 import { accountIds } from './contender.js';
@@ -13,7 +14,6 @@ import { LimitContender } from './contenders/limit.js';
 import { contenderNames, depositAccount } from './contenders/start-contenders.js';
 import { closedLoop, describe } from './load.js';
 import { machineInfo } from './machine.js';
-import { disablePretenuring } from '../runtime/pretenuring.js';
 import { formatTable, summarise, type BenchReport } from './report.js';
 import { failedRow, median, type Row } from './results.js';
 import type { Scenario, ScenarioContext } from './scenario.js';

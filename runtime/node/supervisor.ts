@@ -226,7 +226,7 @@ export class Supervisor {
   ): AggregateActor | InfrastructureError {
     const entry = this.#index.get(domain)?.get(definition.name)?.get(id);
     const existing = entry?.value;
-    if (entry !== undefined && existing?.lifecycle !== 'failed') {
+    if (entry !== undefined && entry.value.lifecycle !== 'failed') {
       this.#actors.touch(entry);
       return entry.value;
     }
@@ -332,11 +332,10 @@ export class Supervisor {
   }
 
   #remove(actor: AggregateActor): void {
+    const entry = this.#entryOf(actor);
+    if (entry === undefined) return;
     const { domain, aggregate, id } = actor.stream;
-    const byId = this.#index.get(domain)?.get(aggregate);
-    const entry = byId?.get(id);
-    if (entry?.value !== actor) return;
-    byId?.delete(id);
+    this.#index.get(domain)?.get(aggregate)?.delete(id);
     this.#actors.remove(entry);
   }
 
