@@ -50,6 +50,23 @@ interface Waiting {
 }
 
 /**
+ * Empties an entry that left the waiting map, before its callback is called: what it reached
+ * (the callbacks' closures, and through them the whole request: an append's commit, its command,
+ * their results) must not stay alive with it. It can stay reachable after it was deleted: when a
+ * `Map` grows or shrinks, V8 leaves the table it replaced holding the entries it had and pointing
+ * to the new table (for iterators still on the old one). Once such a table has been promoted and
+ * is garbage, the scavenger still takes its pointers as roots until the next mark-compact, and
+ * the tables after it with them, so every request that was waiting at one of its rehashes was
+ * copied twice and promoted: about 1.3 KB per command in-process, and a quarter less throughput.
+ */
+function release(entry: Waiting): void {
+  entry.resolve = NOTHING;
+  entry.reject = NOTHING;
+}
+
+function NOTHING(): void {}
+
+/**
  * Many requests in flight on one connection without a timer or an inbox each: every request is
  * published with a reply subject under one wildcard subscription, and one timer sweeps for
  * requests whose reply is late. Measured here this carries 3–5 times the requests per second of
@@ -179,8 +196,10 @@ export class ReplyPipeline {
     const entry = this.#waiting.get(id);
     if (entry === undefined) return; // late: already timed out
     this.#waiting.delete(id);
+    const { resolve } = entry;
+    release(entry);
     try {
-      entry.resolve(msg);
+      resolve(msg);
     } catch (error) {
       this.#onDefect(error);
     }
@@ -232,8 +251,10 @@ export class ReplyPipeline {
   }
 
   #fail(entry: Waiting, error: Error): void {
+    const { reject } = entry;
+    release(entry);
     try {
-      entry.reject(error);
+      reject(error);
     } catch (defect) {
       this.#onDefect(defect);
     }
