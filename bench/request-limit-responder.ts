@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const publish = directPublish(nc);
   const payload = randomBytes(payloadSize);
   const inbox = createInbox();
-  const waiting = new Map<number, { subject: string; request: Msg }>();
+  const waiting = new Map<number, { subject: string; request: Msg | undefined }>();
   const lastSequence = new Map<string, number>();
   let next = 1;
   nc.subscribe(`${inbox}.*`, {
@@ -44,9 +44,11 @@ async function main(): Promise<void> {
       const pending = waiting.get(ackId);
       if (pending === undefined) return;
       waiting.delete(ackId);
+      const reply = pending.request?.reply;
+      // Emptied, as the limit's entries are (see forget in contenders/limit.ts).
+      pending.request = undefined;
       const body = pubAckOf(ack.data);
       if (typeof body.seq === 'number') lastSequence.set(pending.subject, body.seq);
-      const reply = pending.request.reply;
       if (reply !== undefined)
         publish(reply, Buffer.from(String(body.seq ?? 0)), undefined, undefined);
     },

@@ -22,6 +22,18 @@ interface Waiting {
   reject: (error: Error) => void;
 }
 
+/**
+ * Empties an entry that left the waiting map, as jetactor's reply pipeline does (see `release`
+ * in runtime/nats/reply-pipeline.ts): a `Map`'s replaced tables keep their entries reachable
+ * for the scavenger until a mark-compact, and the limit must not pay for that.
+ */
+export function forget(entry: { resolve: unknown; reject: unknown }): void {
+  entry.resolve = ignore;
+  entry.reject = ignore;
+}
+
+function ignore(): void {}
+
 /** JetStream's error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
 const WRONG_LAST_SEQUENCE = 10071;
 
@@ -73,10 +85,10 @@ export class AckedAppends {
     const waiting = this.#waiting.get(ackId);
     if (waiting === undefined) return;
     this.#waiting.delete(ackId);
+    const { resolve, reject } = waiting;
+    forget(waiting);
     if (msg.headers?.hasError) {
-      waiting.reject(
-        new Error(`no acknowledgement: ${msg.headers.code} ${msg.headers.description}`),
-      );
+      reject(new Error(`no acknowledgement: ${msg.headers.code} ${msg.headers.description}`));
       return;
     }
     const ack = pubAckOf(msg.data) as {
@@ -85,11 +97,11 @@ export class AckedAppends {
     };
     if (ack.error !== undefined || typeof ack.seq !== 'number') {
       if (ack.error?.err_code === WRONG_LAST_SEQUENCE) this.conflicts += 1;
-      waiting.reject(new Error(`append refused: ${ack.error?.description ?? 'no sequence'}`));
+      reject(new Error(`append refused: ${ack.error?.description ?? 'no sequence'}`));
       return;
     }
     this.#lastSequence.set(waiting.subject, ack.seq);
-    waiting.resolve(ack.seq);
+    resolve(ack.seq);
   }
 }
 

@@ -15,6 +15,7 @@ import {
 } from '../bench-server.js';
 import type { BankContender } from '../contender.js';
 import type { WatchedProcess } from '../process-cpu.js';
+import { forget } from './limit.js';
 
 const responderScript = fileURLToPath(new URL('../request-limit-responder.js', import.meta.url));
 const floorResponderScript = fileURLToPath(new URL('../floor-responder.js', import.meta.url));
@@ -75,17 +76,19 @@ export class RequestLimitContender implements BankContender {
         const waiting = this.#waiting.get(id);
         if (waiting === undefined) return;
         this.#waiting.delete(id);
+        const { resolve, reject } = waiting;
+        forget(waiting);
         if (msg.headers?.hasError) {
-          waiting.reject(new Error(`no reply: ${msg.headers.code} ${msg.headers.description}`));
+          reject(new Error(`no reply: ${msg.headers.code} ${msg.headers.description}`));
         } else {
           let reply: unknown;
           try {
             reply = this.#read(msg, waiting.account);
           } catch (failure) {
-            waiting.reject(failure instanceof Error ? failure : new Error(String(failure)));
+            reject(failure instanceof Error ? failure : new Error(String(failure)));
             return;
           }
-          waiting.resolve(reply);
+          resolve(reply);
         }
       },
     });
