@@ -18,6 +18,7 @@ import { leanMessageArgs } from '../runtime/nats/lean-message-args.js';
 import { directPublish } from '../runtime/nats/direct-publish.js';
 import { pubAckOf } from '../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../runtime/nats/reply-pipeline.js';
+import { SequenceSlots } from '../runtime/nats/sequence-slots.js';
 import { disablePretenuring } from '../runtime/pretenuring.js';
 
 async function main(): Promise<void> {
@@ -34,16 +35,14 @@ async function main(): Promise<void> {
   const publish = directPublish(nc);
   const payload = randomBytes(payloadSize);
   const inbox = createInbox();
-  const waiting = new Map<number, { subject: string; request: Msg | undefined }>();
+  const waiting = new SequenceSlots<{ subject: string; request: Msg | undefined }>();
   const lastSequence = new Map<string, number>();
-  let next = 1;
   nc.subscribe(`${inbox}.*`, {
     callback: (error, ack) => {
       if (error !== null) return;
       const ackId = requestIdOf(ack, inbox.length);
-      const pending = waiting.get(ackId);
+      const pending = waiting.take(ackId);
       if (pending === undefined) return;
-      waiting.delete(ackId);
       const reply = pending.request?.reply;
       // Emptied, as the limit's entries are (see forget in contenders/limit.ts).
       pending.request = undefined;
@@ -62,8 +61,7 @@ async function main(): Promise<void> {
         ['Nats-Msg-Id', randomCommandId()],
         ['Nats-Expected-Last-Subject-Sequence', String(lastSequence.get(subject) ?? 0)],
       ]);
-      const ackId = next++;
-      waiting.set(ackId, { subject, request });
+      const ackId = waiting.add({ subject, request });
       publish(subject, payload, `${inbox}.${ackId}`, headers);
     },
   });

@@ -7,6 +7,7 @@ import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
 import { directPublish, type DirectPublish } from '../../runtime/nats/direct-publish.js';
 import { pubAckOf } from '../../runtime/nats/pub-ack.js';
 import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
+import { SequenceSlots } from '../../runtime/nats/sequence-slots.js';
 import {
   benchProcesses,
   createRawStream,
@@ -49,9 +50,8 @@ export class AckedAppends {
   readonly #nc: NatsConnection;
   readonly #publish: DirectPublish;
   readonly #inbox = createInbox();
-  readonly #waiting = new Map<number, Waiting>();
+  readonly #waiting = new SequenceSlots<Waiting>();
   readonly #lastSequence = new Map<string, number>();
-  #next = 1;
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
@@ -73,18 +73,16 @@ export class AckedAppends {
 
   /** Publishes one message; resolves with its stream sequence once acknowledged. */
   append(subject: string, payload: Uint8Array, headers: EncodedHeaders): Promise<number> {
-    const ackId = this.#next++;
     return new Promise<number>((resolve, reject) => {
-      this.#waiting.set(ackId, { subject, resolve, reject });
+      const ackId = this.#waiting.add({ subject, resolve, reject });
       this.#publish(subject, payload, `${this.#inbox}.${ackId}`, headers);
     });
   }
 
   #onAck(msg: Msg): void {
     const ackId = requestIdOf(msg, this.#inbox.length);
-    const waiting = this.#waiting.get(ackId);
+    const waiting = this.#waiting.take(ackId);
     if (waiting === undefined) return;
-    this.#waiting.delete(ackId);
     const { resolve, reject } = waiting;
     forget(waiting);
     if (msg.headers?.hasError) {

@@ -7,6 +7,7 @@ import { poolProtocolLines } from '../../runtime/nats/pooled-protocol-lines.js';
 import { leanMessageArgs } from '../../runtime/nats/lean-message-args.js';
 import { directPublish, type DirectPublish } from '../../runtime/nats/direct-publish.js';
 import { requestIdOf } from '../../runtime/nats/reply-pipeline.js';
+import { SequenceSlots } from '../../runtime/nats/sequence-slots.js';
 import {
   benchProcesses,
   createRawStream,
@@ -56,8 +57,7 @@ export class RequestLimitContender implements BankContender {
   readonly #prefix: string;
   readonly #read: (msg: Msg, account: string) => unknown;
   readonly #inbox = createInbox();
-  readonly #waiting = new Map<number, Waiting>();
-  #next = 1;
+  readonly #waiting = new SequenceSlots<Waiting>();
 
   private constructor(name: string, bench: BenchServer, responder: Responder) {
     this.name = name;
@@ -73,9 +73,8 @@ export class RequestLimitContender implements BankContender {
       callback: (error, msg) => {
         if (error !== null) return;
         const id = requestIdOf(msg, this.#inbox.length);
-        const waiting = this.#waiting.get(id);
+        const waiting = this.#waiting.take(id);
         if (waiting === undefined) return;
-        this.#waiting.delete(id);
         const { resolve, reject } = waiting;
         forget(waiting);
         if (msg.headers?.hasError) {
@@ -148,9 +147,8 @@ export class RequestLimitContender implements BankContender {
   }
 
   deposit(id: string): Promise<unknown> {
-    const requestId = this.#next++;
     return new Promise<unknown>((resolve, reject) => {
-      this.#waiting.set(requestId, { resolve, reject, account: id });
+      const requestId = this.#waiting.add({ resolve, reject, account: id });
       this.#publish(`${this.#prefix}${id}`, requestBody, `${this.#inbox}.${requestId}`, undefined);
     });
   }

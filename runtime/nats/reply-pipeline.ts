@@ -11,6 +11,7 @@ import { inboxPrefixOf, permissionViolationOf } from './permission-denied.js';
 import { poolProtocolLines } from './pooled-protocol-lines.js';
 import { leanMessageArgs } from './lean-message-args.js';
 import { directPublish, type DirectPublish } from './direct-publish.js';
+import { SequenceSlots } from './sequence-slots.js';
 
 /** A request that got no reply in time. */
 export class ReplyTimeoutError extends Error {
@@ -50,14 +51,15 @@ interface Waiting {
 }
 
 /**
- * Empties an entry that left the waiting map, before its callback is called: what it reached
- * (the callbacks' closures, and through them the whole request: an append's commit, its command,
- * their results) must not stay alive with it. It can stay reachable after it was deleted: when a
- * `Map` grows or shrinks, V8 leaves the table it replaced holding the entries it had and pointing
- * to the new table (for iterators still on the old one). Once such a table has been promoted and
- * is garbage, the scavenger still takes its pointers as roots until the next mark-compact, and
- * the tables after it with them, so every request that was waiting at one of its rehashes was
- * copied twice and promoted: about 1.3 KB per command in-process, and a quarter less throughput.
+ * Empties an entry once it is taken, before its callback is called: what it reached (the
+ * callbacks' closures, and through them the whole request: an append's commit, its command,
+ * their results) must not stay alive with it, wherever garbage still points to it. Garbage that
+ * was promoted keeps what it points to alive through scavenges until the next mark-compact. When
+ * the entries were in a `Map`, that was every request waiting at one of its rehashes: V8 leaves
+ * a replaced hash table holding its entries and pointing to the next table, and all that a
+ * command held was copied twice and promoted with it (about 1.3 KB per command in-process, and a
+ * quarter less throughput). In {@link SequenceSlots} only a ring replaced as it grows, or its
+ * `Map` of stragglers, can still do that.
  */
 function release(entry: Waiting): void {
   entry.resolve = NOTHING;
@@ -85,10 +87,10 @@ export class ReplyPipeline {
   readonly #clock: Clock;
   readonly #timeoutMs: number;
   readonly #prefix: string;
-  readonly #waiting = new Map<number, Waiting>();
+  /** Requests waiting, under the ids their reply subjects end with. */
+  readonly #waiting = new SequenceSlots<Waiting>();
   readonly #onDefect: (error: unknown) => void;
   readonly #subscription: Subscription;
-  #next = 1;
   #sweep: TimerHandle | undefined;
   #closed = false;
   #refused: Error | undefined;
@@ -162,9 +164,9 @@ export class ReplyPipeline {
   ): void {
     if (this.#closed) throw new PipelineClosedError('the pipeline is closed');
     if (this.#refused !== undefined) throw this.#refused;
-    const id = this.#next++;
+    const id = this.#waiting.nextId;
     this.#publish(subject, data, `${this.#prefix}.${id}`, headers);
-    this.#waiting.set(id, {
+    this.#waiting.add({
       subject,
       sentAt: this.#clock.now(),
       resolve: onReply,
@@ -186,16 +188,14 @@ export class ReplyPipeline {
     this.#status.stop?.();
     if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep);
     this.#sweep = undefined;
-    const waiting = [...this.#waiting.values()];
-    this.#waiting.clear();
+    const waiting = this.#waiting.takeAll();
     for (const entry of waiting) this.#fail(entry, new PipelineClosedError(why));
   }
 
   #onReply(msg: Msg): void {
     const id = requestIdOf(msg, this.#prefix.length);
-    const entry = this.#waiting.get(id);
+    const entry = this.#waiting.take(id);
     if (entry === undefined) return; // late: already timed out
-    this.#waiting.delete(id);
     const { resolve } = entry;
     release(entry);
     try {
@@ -222,9 +222,9 @@ export class ReplyPipeline {
           if (error.subject === `${this.#prefix}.*`) this.#onRefused(error);
           continue;
         }
-        for (const [id, entry] of [...this.#waiting]) {
+        for (const [id, entry] of [...this.#waiting.entries()]) {
           if (entry.subject !== error.subject) continue;
-          this.#waiting.delete(id);
+          this.#waiting.take(id);
           this.#fail(entry, error);
         }
       }
@@ -235,8 +235,7 @@ export class ReplyPipeline {
 
   /** Requests sent before the reconnect get no reply: fail them now, so they can be sent again. */
   #onReconnect(): void {
-    const waiting = [...this.#waiting.values()];
-    this.#waiting.clear();
+    const waiting = this.#waiting.takeAll();
     for (const entry of waiting)
       this.#fail(entry, new ReplyLostError(entry.subject, this.#timeoutMs));
   }
@@ -245,8 +244,7 @@ export class ReplyPipeline {
   #onRefused(error: Error): void {
     if (this.#refused !== undefined) return;
     this.#refused = error;
-    const waiting = [...this.#waiting.values()];
-    this.#waiting.clear();
+    const waiting = this.#waiting.takeAll();
     for (const entry of waiting) this.#fail(entry, error);
   }
 
@@ -274,12 +272,12 @@ export class ReplyPipeline {
   #expire(): void {
     const now = this.#clock.now();
     const late: [number, Waiting][] = [];
-    for (const entry of this.#waiting) {
+    for (const entry of this.#waiting.entries()) {
       if (now - entry[1].sentAt < this.#timeoutMs) break;
       late.push(entry);
     }
     for (const [id, entry] of late) {
-      this.#waiting.delete(id);
+      this.#waiting.take(id);
       this.#fail(entry, new ReplyTimeoutError(entry.subject, this.#timeoutMs));
     }
   }
