@@ -148,9 +148,9 @@ export class AggregateActor {
   /** True once the replay that {@link start} began has ended (well or not). */
   #replayed = false;
   /**
-   * The last `recentCommands` commands that stored events. A command sent again is answered with
-   * its first result: kept for the newest few, read back from its commit for the others, so an
-   * actor does not keep the events of every command it remembers.
+   * The last `recentCommands` commands that stored events, by id and commit position. A command
+   * sent again is answered with its first result, read back from its commit: an actor keeps no
+   * command's events or response.
    */
   readonly #recent: RecentCommands;
   #idleWaiters: (() => void)[] = [];
@@ -336,7 +336,7 @@ export class AggregateActor {
   #begin(taken: Envelope[]): boolean {
     const batch = this.#dropExpired(taken);
     if (batch.length === 0) return false;
-    if (this.#recent.someOnlyById && this.#mustRecall(batch, NOTHING_RECALLED)) {
+    if (this.#recent.size > 0 && this.#mustRecall(batch, NOTHING_RECALLED)) {
       this.#resume(batch, this.#process(batch));
       return true;
     }
@@ -470,7 +470,7 @@ export class AggregateActor {
         if (batch.length === 0) return;
         // Commands known only by id (replayed, or caught up after a conflict) are answered with
         // their first result: read it back before deciding.
-        if (this.#recent.someOnlyById && this.#mustRecall(batch, recalled ?? NOTHING_RECALLED)) {
+        if (this.#recent.size > 0 && this.#mustRecall(batch, recalled ?? NOTHING_RECALLED)) {
           recalled ??= new Map();
           const unread = await this.#recallKnown(batch, recalled);
           if (unread !== undefined) {
@@ -615,7 +615,7 @@ export class AggregateActor {
     const timestamp = clock.now();
     let version = this.#version;
     for (const { command } of batch) {
-      const recent = this.#recent.resultOf(command.id) ?? recalled.get(command.id);
+      const recent = recalled.get(command.id);
       if (recent !== undefined) {
         outcomes = pushed(outcomes, { ok: true, result: { ...recent, duplicate: true } });
         continue;
@@ -916,11 +916,6 @@ export class AggregateActor {
     batch: readonly Envelope[],
     recalled: Map<string, CommandResult>,
   ): Promise<string | undefined> {
-    // Reading back one command's commit may push the others' results out of #recent.
-    for (const { command } of batch) {
-      const result = this.#recent.resultOf(command.id);
-      if (result !== undefined) recalled.set(command.id, result);
-    }
     for (const { command } of batch) {
       const position = this.#recent.positionOf(command.id);
       if (position === undefined || recalled.has(command.id)) continue;
@@ -943,9 +938,7 @@ export class AggregateActor {
     if (position <= 0) return;
     let missing = false;
     for (const { id } of records) {
-      const result = this.#recent.resultOf(id);
-      if (result !== undefined) recalled.set(id, result);
-      else if (!recalled.has(id)) missing = true;
+      if (!recalled.has(id)) missing = true;
     }
     if (!missing) return;
     try {
@@ -1035,16 +1028,13 @@ export class AggregateActor {
 
   /** Remembers the commands of a replayed commit by id and position (results read on demand). */
   #rememberReplayed(records: readonly CommandRecord[], position: number): void {
-    for (const record of records) {
-      // One whose full result is kept is known already.
-      if (this.#recent.resultOf(record.id) === undefined) this.#recent.know(record.id, position);
-    }
+    for (const record of records) this.#recent.know(record.id, position);
   }
 
-  /** True when a command of the batch is known only by id: its result must be read back first. */
+  /** True when a command of the batch is known: its first result must be read back first. */
   #mustRecall(batch: readonly Envelope[], recalled: ReadonlyMap<string, CommandResult>): boolean {
     for (const { command } of batch) {
-      if (this.#recent.onlyById(command.id) && !recalled.has(command.id)) return true;
+      if (this.#recent.knows(command.id) && !recalled.has(command.id)) return true;
     }
     return false;
   }
@@ -1074,7 +1064,7 @@ export class AggregateActor {
   #remember(outcomes: Outcome[]): void {
     for (const outcome of outcomes) {
       if (!outcome.ok || outcome.result.duplicate || outcome.result.events.length === 0) continue;
-      this.#recent.remember(outcome.result);
+      this.#recent.know(outcome.result.commandId, outcome.result.position);
     }
   }
 

@@ -1,17 +1,15 @@
-import type { CommandResult } from './command.js';
-
-/**
- * How many of its remembered commands an actor keeps the full result of (events and response),
- * so that a prompt resend is answered without a read; the others are known by id and the
- * position of their commit only (about 100 bytes each instead of about 600).
- */
-export const RESULTS_KEPT = 4;
-
 /**
  * The last `limit` commands of an aggregate that stored events, by id, with the position of
  * their commit (the actor's own, those its snapshot remembered, and those a replay or catch-up
- * read), and the full results of the newest {@link RESULTS_KEPT} of them. When more come, the
- * one that came first is forgotten; a command that comes again keeps its place.
+ * read). When more come, the one that came first is forgotten; a command that comes again keeps
+ * its place. A resend of one of them is answered with its first result, read back from its
+ * commit (one read).
+ *
+ * No result is kept whole. The newest four were, to answer a prompt resend without a read, but
+ * whatever an actor keeps from one command to the next outlives the young generation under load
+ * (an aggregate's next command comes after several scavenges): each result with its events was
+ * copied twice and promoted, about 360 of the 740 bytes promoted per command in-process, and
+ * keeping none gave a fifth more throughput.
  *
  * The ids sit in a ring with their positions and hashes; beyond {@link SMALL} of them they are
  * found through an open-addressing table of hashes and ring slots, one `Int32Array`.
@@ -23,7 +21,6 @@ export const RESULTS_KEPT = 4;
  */
 export class RecentCommands {
   readonly #limit: number;
-  readonly #kept: number;
   /**
    * The ids in the order they came, each with the position of its commit and its hash, side by
    * side in one array (`[id, position, hash, id, position, hash, …]`): a ring of slots, the oldest
@@ -42,22 +39,14 @@ export class RecentCommands {
    * each growth, a sixth of what a node allocated per command while its aggregates were new).
    */
   #table: Int32Array = NO_TABLE;
-  /** The newest results, oldest first, each after the hash of its id: `[hash, result, …]`. */
-  #results: (number | CommandResult)[] = NO_RESULTS;
 
   constructor(limit: number) {
     this.#limit = limit;
-    this.#kept = Math.min(limit, RESULTS_KEPT);
   }
 
   /** How many ids are known. */
   get size(): number {
     return this.#slots.length / 3;
-  }
-
-  /** True when some known command's result is not kept (it would have to be read back). */
-  get someOnlyById(): boolean {
-    return this.#slots.length / 3 > this.#results.length / 2;
   }
 
   /** The position of the commit of a known command. */
@@ -66,51 +55,20 @@ export class RecentCommands {
     return slot === -1 ? undefined : (this.#slots[3 * slot + 1] as number);
   }
 
-  /** The kept result of a command. */
-  resultOf(id: string): CommandResult | undefined {
-    const at = this.#resultAt(id, hashOf(id));
-    return at === -1 ? undefined : (this.#results[at + 1] as CommandResult);
+  /** True when the command is known. */
+  knows(id: string): boolean {
+    return this.#slotOf(id, hashOf(id)) !== -1;
   }
 
-  /** True when the command is known but its result is not kept. */
-  onlyById(id: string): boolean {
-    const hash = hashOf(id);
-    return this.#slotOf(id, hash) !== -1 && this.#resultAt(id, hash) === -1;
-  }
-
-  /** Remembers a command with its result. */
-  remember(result: CommandResult): void {
-    if (this.#limit === 0) return;
-    const id = result.commandId;
-    const hash = hashOf(id);
-    if (this.#know(id, hash, result.position)) this.#dropResult(id, hash);
-    const results = this.#results;
-    if (results.length === 0) {
-      this.#results = [hash, result];
-    } else if (results.length < 2 * this.#kept) {
-      results.push(hash, result);
-    } else {
-      // Full: the oldest goes, the others move down one place.
-      for (let at = 2; at < results.length; at++)
-        results[at - 2] = results[at] as number | CommandResult;
-      results[results.length - 2] = hash;
-      results[results.length - 1] = result;
-    }
-  }
-
-  /** Remembers a command by id and the position of its commit. */
+  /** Remembers a command by id and the position of its commit (its new one, if known already). */
   know(id: string, position: number): void {
     if (this.#limit === 0) return;
-    this.#know(id, hashOf(id), position);
-  }
-
-  /** {@link know}; true when the id was known already (its position is now `position`). */
-  #know(id: string, hash: number, position: number): boolean {
+    const hash = hashOf(id);
     const known = this.#slotOf(id, hash);
     const slots = this.#slots;
     if (known !== -1) {
       slots[3 * known + 1] = position;
-      return true;
+      return;
     }
     const count = slots.length / 3;
     if (count < this.#limit) {
@@ -118,26 +76,15 @@ export class RecentCommands {
       else slots.push(id, position, hash);
       if (count + 1 > SMALL && 4 * (count + 1) > this.#table.length) this.#rebuild(count + 1);
       else this.#place(count, hash);
-      return false;
+      return;
     }
     const slot = this.#head;
     this.#unplace(slot);
-    this.#dropResult(slots[3 * slot] as string, slots[3 * slot + 2] as number);
     slots[3 * slot] = id;
     slots[3 * slot + 1] = position;
     slots[3 * slot + 2] = hash;
     this.#place(slot, hash);
     this.#head = (slot + 1) % this.#limit;
-    return false;
-  }
-
-  /** Where the kept result of `id` (whose hash is `hash`) is in #results (its hash's index), or -1. */
-  #resultAt(id: string, hash: number): number {
-    const results = this.#results;
-    for (let at = results.length - 2; at >= 0; at -= 2) {
-      if (results[at] === hash && (results[at + 1] as CommandResult).commandId === id) return at;
-    }
-    return -1;
   }
 
   /** The ring slot of `id` (whose hash is `hash`), or -1. */
@@ -205,11 +152,6 @@ export class RecentCommands {
     }
   }
 
-  #dropResult(id: string, hash: number): void {
-    const at = this.#resultAt(id, hash);
-    if (at !== -1) this.#results.splice(at, 2);
-  }
-
   /** The known ids with their positions, oldest first (what a snapshot carries). */
   entries(): [string, number][] {
     const slots = this.#slots;
@@ -227,13 +169,11 @@ export class RecentCommands {
     this.#slots = NO_SLOTS;
     this.#head = 0;
     this.#table = NO_TABLE;
-    this.#results = NO_RESULTS;
   }
 }
 
-/** No ids and no results (shared: replaced by a literal at the first, never written). */
+/** No ids (shared: replaced by a literal at the first, never written). */
 const NO_SLOTS: (string | number)[] = [];
-const NO_RESULTS: (number | CommandResult)[] = [];
 
 /** No table (shared: it is replaced, never written): up to {@link SMALL} ids are found without. */
 const NO_TABLE = new Int32Array(0);
@@ -250,8 +190,7 @@ const SMALL = 8;
  * of an id is hashed.
  */
 export function hashOf(id: string): number {
-  // A command's id is hashed several times in a row (is it known, is its result kept, remember
-  // it): the last one is kept.
+  // An id is often hashed twice in a row (is it known, then remember it): the last one is kept.
   if (id === lastId) return lastHash;
   let hash = 0x811c9dc5;
   for (let index = 0; index < id.length; index++) {

@@ -1,17 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { CommandResult } from '../../runtime/aggregate/command.js';
-import { RESULTS_KEPT, RecentCommands, hashOf } from '../../runtime/aggregate/recent-commands.js';
-
-function result(id: string, position: number): CommandResult {
-  return {
-    commandId: id,
-    version: position,
-    events: [],
-    response: undefined,
-    duplicate: false,
-    position,
-  };
-}
+import { RecentCommands, hashOf } from '../../runtime/aggregate/recent-commands.js';
 
 describe('RecentCommands', () => {
   it('knows the last `limit` ids with their positions, oldest first, and forgets the oldest', () => {
@@ -27,51 +15,32 @@ describe('RecentCommands', () => {
     expect(recent.size).toBe(3);
   });
 
-  it('keeps the full results of the newest few only', () => {
-    const recent = new RecentCommands(128);
-    for (let i = 1; i <= RESULTS_KEPT + 2; i++) recent.remember(result(`c${i}`, i));
-    expect(recent.resultOf('c1')).toBeUndefined();
-    expect(recent.onlyById('c1')).toBe(true);
-    expect(recent.positionOf('c1')).toBe(1);
-    const newest = `c${RESULTS_KEPT + 2}`;
-    expect(recent.resultOf(newest)).toMatchObject({ commandId: newest });
-    expect(recent.onlyById(newest)).toBe(false);
-    expect(recent.someOnlyById).toBe(true);
-  });
-
-  it('gives a command that comes again its new result and position but not a new place', () => {
+  it('gives a command that comes again its new position but not a new place', () => {
     const recent = new RecentCommands(3);
-    recent.remember(result('a', 1));
-    recent.remember(result('b', 2));
-    recent.remember(result('a', 7));
-    expect(recent.resultOf('a')?.position).toBe(7);
+    recent.know('a', 1);
+    recent.know('b', 2);
+    recent.know('a', 7);
+    expect(recent.positionOf('a')).toBe(7);
+    expect(recent.knows('a')).toBe(true);
     recent.know('c', 3);
     recent.know('d', 4);
-    // 'a' came first, so it goes first, with its result.
+    // 'a' came first, so it goes first.
     expect(recent.positionOf('a')).toBeUndefined();
-    expect(recent.resultOf('a')).toBeUndefined();
+    expect(recent.knows('a')).toBe(false);
     expect(recent.entries().map(([id]) => id)).toEqual(['b', 'c', 'd']);
   });
 
-  it('keeps no more results than ids when the limit is small, and nothing with limit 0', () => {
-    const small = new RecentCommands(1);
-    small.remember(result('a', 1));
-    small.remember(result('b', 2));
-    expect(small.resultOf('a')).toBeUndefined();
-    expect(small.resultOf('b')?.position).toBe(2);
-    expect(small.someOnlyById).toBe(false);
-
+  it('knows nothing with limit 0', () => {
     const none = new RecentCommands(0);
-    none.remember(result('a', 1));
-    none.know('b', 2);
+    none.know('a', 1);
     expect(none.size).toBe(0);
-    expect(none.resultOf('a')).toBeUndefined();
+    expect(none.knows('a')).toBe(false);
     expect(none.entries()).toEqual([]);
   });
 
   it('starts over after clear', () => {
     const recent = new RecentCommands(2);
-    recent.remember(result('a', 1));
+    recent.know('a', 1);
     recent.know('b', 2);
     recent.know('c', 3);
     recent.clear();
@@ -101,39 +70,22 @@ describe('RecentCommands', () => {
       const recent = new RecentCommands(limit);
       // The reference: ids in the order they came, the oldest dropped beyond the limit.
       let model: [string, number][] = [];
-      // The kept results: the newest few remembered, each gone with its id.
-      let kept: [string, number][] = [];
       const pool = [...twins, ...Array.from({ length: limit * 3 }, (_, i) => `id-${i}`)];
       for (let step = 0; step < 4000; step++) {
         const id = pool[random(pool.length)] as string;
         const position = step + 1;
-        const withResult = random(3) === 0;
-        if (withResult) recent.remember(result(id, position));
-        else recent.know(id, position);
+        recent.know(id, position);
         const at = model.findIndex(([known]) => known === id);
         if (at !== -1) {
           model[at] = [id, position];
         } else {
           model = [...model, [id, position]] as [string, number][];
-          if (model.length > limit) {
-            const [gone] = model.shift() as [string, number];
-            kept = kept.filter(([keptId]) => keptId !== gone);
-          }
-        }
-        if (withResult) {
-          kept = [...kept.filter(([keptId]) => keptId !== id), [id, position]] as [
-            string,
-            number,
-          ][];
-          if (kept.length > Math.min(limit, RESULTS_KEPT)) kept.shift();
+          if (model.length > limit) model.shift();
         }
         const probe = pool[random(pool.length)] as string;
         const known = model.find(([knownId]) => knownId === probe);
-        const keptResult = kept.find(([keptId]) => keptId === probe);
         expect(recent.positionOf(probe)).toBe(known?.[1]);
-        expect(recent.resultOf(probe)?.position).toBe(keptResult?.[1]);
-        expect(recent.onlyById(probe)).toBe(known !== undefined && keptResult === undefined);
-        expect(recent.someOnlyById).toBe(model.length > kept.length);
+        expect(recent.knows(probe)).toBe(known !== undefined);
         expect(recent.size).toBe(model.length);
       }
       expect(recent.entries()).toEqual(model);
