@@ -15,6 +15,7 @@ import { readEvent } from '../domain/read-event.js';
 import type {
   AppendRequest,
   AppendResult,
+  AppendWaiter,
   CommandRecord,
   Commit,
   EventStore,
@@ -345,23 +346,44 @@ export class AggregateActor {
       this.#resume(batch, this.#process(batch, { decided }));
       return true;
     }
-    const appended = (result: AppendResult): void => this.#appended(batch, decided, result);
-    const failed = (error: unknown): void => {
-      this.#resume(batch, this.#process(batch, { decided, error }));
-    };
+    const waiter = new AggregateActor.#Appending(this, batch, decided);
     const { store } = this.#deps;
     try {
       if (store.appendWith !== undefined) {
         this.#transition('COMMIT');
-        store.appendWith(this.#appendRequest(decided), appended, failed);
+        store.appendWith(this.#appendRequest(decided), waiter);
       } else {
-        this.#append(decided).then(appended, failed);
+        this.#append(decided).then(
+          (result) => waiter.stored(result),
+          (error: unknown) => waiter.failed(error),
+        );
       }
     } catch (error) {
-      failed(error);
+      waiter.failed(error);
     }
     return true;
   }
+
+  /**
+   * The usual batch waiting for its append (one object, where two callbacks and their context
+   * held more while the command waits).
+   */
+  static readonly #Appending = class Appending implements AppendWaiter {
+    constructor(
+      readonly actor: AggregateActor,
+      readonly batch: Envelope[],
+      readonly decided: Decided,
+    ) {}
+
+    stored(result: AppendResult): void {
+      this.actor.#appended(this.batch, this.decided, result);
+    }
+
+    failed(error: unknown): void {
+      const { actor, batch, decided } = this;
+      actor.#resume(batch, actor.#process(batch, { decided, error }));
+    }
+  };
 
   /** The usual batch's append ended: stored (its commands are answered) or a duplicate. */
   #appended(batch: Envelope[], decided: Decided, result: AppendResult): void {

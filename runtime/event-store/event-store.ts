@@ -61,6 +61,14 @@ export interface StoreSubscription {
   close(): Promise<void>;
 }
 
+/** What waits for an {@link EventStore.appendWith}: told once, of its result or of its error. */
+export interface AppendWaiter {
+  /** The commit is stored (or was already: `duplicate`), as `append` would resolve. */
+  stored(result: AppendResult): void;
+  /** The append failed, with what `append` would reject with. */
+  failed(error: unknown): void;
+}
+
 /** Options of {@link EventStore.subscribe}. */
 export interface SubscribeOptions {
   /** Deliver commits after this position (default 0: from the beginning). */
@@ -79,16 +87,13 @@ export interface EventStore {
    */
   append(request: AppendRequest): Promise<AppendResult>;
   /**
-   * {@link EventStore.append} with callbacks instead of a promise, for stores that can answer
-   * without one: aggregate actors use it when it is there (a promise and its reactions per append
-   * are a measurable part of a command). Exactly one of `stored` and `failed` is called, once,
-   * never before this returns, with what `append` would resolve or reject with. Optional.
+   * {@link EventStore.append} answered through `waiter` instead of a promise, for stores that can
+   * answer without one: aggregate actors use it when it is there (a promise and its reactions per
+   * append are a measurable part of a command, and one object waiting holds less than callbacks).
+   * Exactly one of `waiter.stored` and `waiter.failed` is called, once, never before this returns,
+   * with what `append` would resolve or reject with. Optional.
    */
-  appendWith?(
-    request: AppendRequest,
-    stored: (result: AppendResult) => void,
-    failed: (error: unknown) => void,
-  ): void;
+  appendWith?(request: AppendRequest, waiter: AppendWaiter): void;
   /** Reads an aggregate's commits after a position, in order. */
   read(stream: StreamRef, afterPosition?: number): AsyncIterable<Commit>;
   /** Delivers every commit of a domain in order, one at a time, awaiting the handler. */

@@ -5,6 +5,7 @@ import { ConfigError, ConflictError, InfrastructureError } from '../errors.js';
 import type {
   AppendRequest,
   AppendResult,
+  AppendWaiter,
   Commit,
   EventStore,
   StoreSubscription,
@@ -66,20 +67,16 @@ export class InMemoryEventStore implements EventStore {
     }
   }
 
-  appendWith(
-    request: AppendRequest,
-    stored: (result: AppendResult) => void,
-    failed: (error: unknown) => void,
-  ): void {
+  appendWith(request: AppendRequest, waiter: AppendWaiter): void {
     // Appended at once, as `append` does; answered once the caller's stack is done.
     let result: AppendResult;
     try {
       result = this.#append(request);
     } catch (error) {
-      queueMicrotask(() => failed(error));
+      queueMicrotask(() => waiter.failed(error));
       return;
     }
-    queueMicrotask(() => stored(result));
+    queueMicrotask(() => waiter.stored(result));
   }
 
   #append(request: AppendRequest): AppendResult {

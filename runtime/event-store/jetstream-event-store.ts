@@ -36,7 +36,7 @@ import {
 import { EncodedHeaders } from '../nats/encoded-headers.js';
 import { pubAckOf, type PubAckJSON } from '../nats/pub-ack.js';
 import { headerKeys, headerValue, receivedHeaders } from '../nats/header-lines.js';
-import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
+import { ReplyPipeline, ReplyTimeoutError, type ReplyWaiter } from '../nats/reply-pipeline.js';
 import {
   isPermissionViolation,
   jetstreamUnavailable,
@@ -48,6 +48,7 @@ import { SubjectPull } from './subject-pull.js';
 import type {
   AppendRequest,
   AppendResult,
+  AppendWaiter,
   Commit,
   EventStore,
   StoreSubscription,
@@ -244,18 +245,19 @@ export class JetStreamEventStore implements EventStore {
   }
 
   append(request: AppendRequest): Promise<AppendResult> {
-    return new Promise((resolve, reject) => this.appendWith(request, resolve, reject));
+    return new Promise((resolve, reject) =>
+      this.appendWith(request, { stored: resolve, failed: reject }),
+    );
   }
 
-  appendWith(
-    request: AppendRequest,
-    stored: (result: AppendResult) => void,
-    failed: (error: unknown) => void,
-  ): void {
-    if (this.#closed) return later(failed, this.#closedError());
+  appendWith(request: AppendRequest, waiter: AppendWaiter): void {
+    if (this.#closed) return failLater(waiter, this.#closedError());
     const { domain } = request.stream;
     if (!this.#ready.has(domain)) {
-      this.#ensure(domain).then(() => this.appendWith(request, stored, failed), failed);
+      this.#ensure(domain).then(
+        () => this.appendWith(request, waiter),
+        (error: unknown) => waiter.failed(error),
+      );
       return;
     }
     let payload: Uint8Array;
@@ -267,8 +269,8 @@ export class JetStreamEventStore implements EventStore {
         request.commands,
       );
     } catch (error) {
-      return later(
-        failed,
+      return failLater(
+        waiter,
         new RejectionError(
           'INVALID_EVENT',
           `${label(request.stream)}: the commit cannot be encoded with ${this.#codec.contentType}: ${describeError(error)}. Event data must be plain values.`,
@@ -278,8 +280,8 @@ export class JetStreamEventStore implements EventStore {
     }
     const maxPayload = this.#nc.info?.max_payload ?? Infinity;
     if (payload.length > maxPayload) {
-      return later(
-        failed,
+      return failLater(
+        waiter,
         new RejectionError(
           'COMMIT_TOO_LARGE',
           `${label(request.stream)}: the commit is ${payload.length} bytes, more than the server's max_payload of ${maxPayload}. Make the command produce smaller events, or raise max_payload in nats.conf.`,
@@ -287,7 +289,7 @@ export class JetStreamEventStore implements EventStore {
         ),
       );
     }
-    this.#publish(request, this.subject(request.stream), payload, stored, failed);
+    this.#publish(request, this.subject(request.stream), payload, waiter);
   }
 
   read(stream: StreamRef, afterPosition = 0): AsyncIterable<Commit> {
@@ -406,46 +408,65 @@ export class JetStreamEventStore implements EventStore {
   /**
    * Publishes one commit and waits for its acknowledgement. A late acknowledgement makes it send
    * the same message again (same `Nats-Msg-Id`, so it is stored at most once). The first try
-   * goes through the reply pipeline's callbacks, without a promise or an async function (their
-   * reactions and suspended frames were a large part of what an append allocates); a failed one
-   * goes on in {@link JetStreamEventStore.#retry}.
+   * waits as one {@link JetStreamEventStore.#FirstTry} in the reply pipeline, without a promise,
+   * an async function or closures (their reactions, suspended frames and contexts were a large
+   * part of what an append allocates and of what the young generation copies while it waits); a
+   * failed one goes on in {@link JetStreamEventStore.#retry}.
    */
   #publish(
     request: AppendRequest,
     subject: string,
     payload: Uint8Array,
-    stored: (result: AppendResult) => void,
-    failed: (error: unknown) => void,
+    waiter: AppendWaiter,
   ): void {
     const h = new EncodedHeaders([
       ['Nats-Msg-Id', request.dedupId],
       ['Nats-Expected-Last-Subject-Sequence', String(request.expectedPosition)],
     ]);
-    const retry = (error: unknown): void => {
-      this.#retry(request, subject, payload, h, error).then(stored, failed);
-    };
+    const first = new JetStreamEventStore.#FirstTry(this, request, subject, payload, h, waiter);
     try {
-      this.#pipeline.send(
-        subject,
-        payload,
-        h,
-        (msg) => {
-          let result: AppendResult | Promise<AppendResult>;
-          try {
-            result = this.#acknowledged(request, subject, payload, msg, false);
-          } catch (error) {
-            later(failed, error);
-            return;
-          }
-          if (result instanceof Promise) result.then(stored, failed);
-          else stored(result);
-        },
-        retry,
-      );
+      this.#pipeline.send(subject, payload, h, first);
     } catch (error) {
-      later(retry, error);
+      queueMicrotask(() => first.failed(error as Error));
     }
   }
+
+  /** The first send of an append, waiting for its acknowledgement in the reply pipeline. */
+  static readonly #FirstTry = class FirstTry implements ReplyWaiter {
+    constructor(
+      readonly store: JetStreamEventStore,
+      readonly request: AppendRequest,
+      readonly subject: string,
+      readonly payload: Uint8Array,
+      readonly headers: MsgHdrs,
+      readonly waiter: AppendWaiter,
+    ) {}
+
+    replied(msg: Msg): void {
+      let result: AppendResult | Promise<AppendResult>;
+      try {
+        result = this.store.#acknowledged(this.request, this.subject, this.payload, msg, false);
+      } catch (error) {
+        failLater(this.waiter, error);
+        return;
+      }
+      if (result instanceof Promise) {
+        result.then(
+          (stored) => this.waiter.stored(stored),
+          (error: unknown) => this.waiter.failed(error),
+        );
+      } else {
+        this.waiter.stored(result);
+      }
+    }
+
+    failed(error: Error): void {
+      this.store.#retry(this.request, this.subject, this.payload, this.headers, error).then(
+        (stored) => this.waiter.stored(stored),
+        (failure: unknown) => this.waiter.failed(failure),
+      );
+    }
+  };
 
   /** After a first try that failed: sends again while its acknowledgement was only late. */
   async #retry(
@@ -887,6 +908,7 @@ function unavailableForCommands(what: string, error: unknown): JetactorError {
 }
 
 /** Calls `callback` with `value` once the current call stack is done (never synchronously). */
-function later<T>(callback: (value: T) => void, value: T): void {
-  queueMicrotask(() => callback(value));
+/** Fails `waiter` once the current call stack is done (never before appendWith returns). */
+function failLater(waiter: AppendWaiter, error: unknown): void {
+  queueMicrotask(() => waiter.failed(error));
 }

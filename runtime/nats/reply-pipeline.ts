@@ -43,11 +43,19 @@ export class PipelineClosedError extends Error {
   override name = 'PipelineClosedError';
 }
 
+/**
+ * What waits for the reply to a request sent with {@link ReplyPipeline.send}: told once, of the
+ * reply or of the error. Its methods must not throw: they run inside nats.js' message dispatch.
+ */
+export interface ReplyWaiter {
+  replied(msg: Msg): void;
+  failed(error: Error): void;
+}
+
 interface Waiting {
   subject: string;
   sentAt: number;
-  resolve: (msg: Msg) => void;
-  reject: (error: Error) => void;
+  waiter: ReplyWaiter;
 }
 
 /**
@@ -62,11 +70,10 @@ interface Waiting {
  * `Map` of stragglers, can still do that.
  */
 function release(entry: Waiting): void {
-  entry.resolve = NOTHING;
-  entry.reject = NOTHING;
+  entry.waiter = NO_WAITER;
 }
 
-function NOTHING(): void {}
+const NO_WAITER: ReplyWaiter = { replied: () => undefined, failed: () => undefined };
 
 /**
  * Many requests in flight on one connection without a timer or an inbox each: every request is
@@ -141,7 +148,7 @@ export class ReplyPipeline {
   request(subject: string, data: Payload | undefined, headers?: MsgHdrs): Promise<Msg> {
     return new Promise<Msg>((resolve, reject) => {
       try {
-        this.send(subject, data, headers, resolve, reject);
+        this.send(subject, data, headers, { replied: resolve, failed: reject });
       } catch (error) {
         reject(error);
       }
@@ -149,18 +156,17 @@ export class ReplyPipeline {
   }
 
   /**
-   * {@link request} with callbacks instead of a promise, for hot paths (a promise and its
-   * reactions per request cost more than the bookkeeping of the request itself): `onReply` gets
-   * the reply, `onError` what {@link request} would reject with later. Neither is called before
-   * this returns; what would reject at once (closed, refused, a publish that fails) is thrown
-   * instead. The callbacks must not throw: they run inside nats.js' message dispatch.
+   * {@link request} answered through `waiter` instead of a promise, for hot paths (a promise and
+   * its reactions per request cost more than the bookkeeping of the request itself): `replied`
+   * gets the reply, `failed` what {@link request} would reject with later. Neither is called
+   * before this returns; what would reject at once (closed, refused, a publish that fails) is
+   * thrown instead.
    */
   send(
     subject: string,
     data: Payload | undefined,
     headers: MsgHdrs | undefined,
-    onReply: (msg: Msg) => void,
-    onError: (error: Error) => void,
+    waiter: ReplyWaiter,
   ): void {
     if (this.#closed) throw new PipelineClosedError('the pipeline is closed');
     if (this.#refused !== undefined) throw this.#refused;
@@ -169,8 +175,7 @@ export class ReplyPipeline {
     this.#waiting.add({
       subject,
       sentAt: this.#clock.now(),
-      resolve: onReply,
-      reject: onError,
+      waiter,
     });
     this.#scheduleSweep();
   }
@@ -196,10 +201,10 @@ export class ReplyPipeline {
     const id = requestIdOf(msg, this.#prefix.length);
     const entry = this.#waiting.take(id);
     if (entry === undefined) return; // late: already timed out
-    const { resolve } = entry;
+    const { waiter } = entry;
     release(entry);
     try {
-      resolve(msg);
+      waiter.replied(msg);
     } catch (error) {
       this.#onDefect(error);
     }
@@ -249,10 +254,10 @@ export class ReplyPipeline {
   }
 
   #fail(entry: Waiting, error: Error): void {
-    const { reject } = entry;
+    const { waiter } = entry;
     release(entry);
     try {
-      reject(error);
+      waiter.failed(error);
     } catch (defect) {
       this.#onDefect(defect);
     }

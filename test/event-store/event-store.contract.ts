@@ -352,17 +352,16 @@ export function eventStoreContract(name: string, makeStore: () => Promise<Contra
       const answer = (request: AppendRequest): Promise<unknown> =>
         new Promise((resolve) => {
           let returned = false;
-          appendWith(
-            request,
-            (result) => {
+          appendWith(request, {
+            stored: (result) => {
               calls.push(returned ? 'stored' : 'stored before returning');
               resolve(result);
             },
-            (error) => {
+            failed: (error) => {
               calls.push(returned ? 'failed' : 'failed before returning');
               resolve(error);
             },
-          );
+          });
           returned = true;
         });
       const original = request(stream, 0, 1);

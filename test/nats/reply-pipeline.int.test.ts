@@ -90,29 +90,23 @@ describe('reply pipeline', () => {
       const pipeline = new ReplyPipeline(nc, systemClock, 200, (error) => defects.push(error));
       const thrown = new Error('a defect in onReply');
       const failing = new Promise<void>((resolve) => {
-        pipeline.send(
-          echo,
-          new TextEncoder().encode('first'),
-          undefined,
-          () => {
+        pipeline.send(echo, new TextEncoder().encode('first'), undefined, {
+          replied: () => {
             resolve();
             throw thrown;
           },
-          () => undefined,
-        );
+          failed: () => undefined,
+        });
       });
       await failing;
-      // Times out: its onError throws as well.
-      const late = new Error('a defect in onError');
-      pipeline.send(
-        silent,
-        undefined,
-        undefined,
-        () => undefined,
-        () => {
+      // Times out: its failed throws as well.
+      const late = new Error('a defect in failed');
+      pipeline.send(silent, undefined, undefined, {
+        replied: () => undefined,
+        failed: () => {
           throw late;
         },
-      );
+      });
       await expect.poll(() => defects.length, { timeout: 5_000 }).toBe(2);
       expect(defects).toEqual([thrown, late]);
       // The connection still reads: the next request gets its reply.
@@ -162,13 +156,10 @@ describe('reply pipeline', () => {
     expect(viaPublish).toBe(0);
     // A subject nats.js refuses goes to publish(), which throws its error, as before.
     expect(() =>
-      pipeline.send(
-        'bad subject',
-        undefined,
-        undefined,
-        () => {},
-        () => {},
-      ),
+      pipeline.send('bad subject', undefined, undefined, {
+        replied: () => {},
+        failed: () => {},
+      }),
     ).toThrow(/subject/i);
     expect(viaPublish).toBe(1);
     await expect(pipeline.request('', 'x')).rejects.toThrow(/subject/i);
@@ -176,13 +167,7 @@ describe('reply pipeline', () => {
     const protocol = (own as unknown as { protocol: { noMorePublishing: boolean } }).protocol;
     protocol.noMorePublishing = true;
     expect(() =>
-      pipeline.send(
-        subject,
-        'late',
-        undefined,
-        () => {},
-        () => {},
-      ),
+      pipeline.send(subject, 'late', undefined, { replied: () => {}, failed: () => {} }),
     ).toThrow(/drain/i);
     expect(viaPublish).toBe(3);
     protocol.noMorePublishing = false;
