@@ -443,16 +443,48 @@ describe('a command router in process', () => {
     expect(ok).toBeGreaterThanOrEqual(3);
     expect(overloaded.length).toBeGreaterThan(0);
     expect(ok + overloaded.length).toBe(30);
-    expect(overloaded[0]!.body.error).toMatchObject({
-      kind: 'infrastructure',
-      details: { maxInFlight: 3 },
-    });
-    expect(await streamMessageCount(nc, prefix, 'bank')).toBe(ok);
+    for (const refused of overloaded) {
+      expect(refused).toMatchObject({ status: 'error', contentType: 'application/json' });
+      expect(refused.body.error).toMatchObject({
+        code: 'OVERLOADED',
+        kind: 'infrastructure',
+        details: { inFlight: 3, maxInFlight: 3 },
+      });
+      expect(refused.body.error.message).toContain('maxInFlight 3');
+    }
+    // In MessagePack too: each codec's refusal is encoded once and sent to every refused request.
+    const packed = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        raw(
+          nc,
+          `${prefix}.cmd.bank.Account.p-${i}.open`,
+          msgpack.encode({ owner: 'bob' }),
+          hdrs({ 'Content-Type': 'application/msgpack' }),
+        ),
+      ),
+    );
+    const packedOk = packed.filter((r) => r.status === 'ok').length;
+    const packedRefused = packed.filter((r) => r.code === 'OVERLOADED');
+    expect(packedOk + packedRefused.length).toBe(30);
+    for (const refused of packedRefused) {
+      expect(refused.contentType).toBe('application/msgpack');
+      expect(refused.body).toMatchObject({
+        error: { code: 'OVERLOADED', kind: 'infrastructure', details: { maxInFlight: 3 } },
+      });
+    }
+    // The node keeps serving once the burst is over.
+    const opened = replies.findIndex((r) => r.status === 'ok');
+    const after = await raw(nc, `${prefix}.cmd.bank.Account.o-${opened}.deposit`, '{"amount":5}');
+    expect(after.status).toBe('ok');
+    expect(await streamMessageCount(nc, prefix, 'bank')).toBe(ok + packedOk + 1);
     expect(router.endpoints().find((e) => e.name === 'cmd-bank')).toMatchObject({
-      requests: 30,
-      ok,
-      overloaded: overloaded.length,
+      requests: 61,
+      ok: ok + packedOk + 1,
+      overloaded: overloaded.length + packedRefused.length,
     });
+    expect(router.endpoints().find((e) => e.name === 'cmd-bank')!.lastError).toMatch(
+      /^OVERLOADED: /,
+    );
     await router.stop();
     await node.stop();
     await store.close();
