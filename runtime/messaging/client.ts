@@ -39,6 +39,11 @@ import type { StreamRef } from '../event-store/event-store.js';
 import { COMPACT_REPLY, fromCompactResult } from './compact-result.js';
 import { commandHeaders, jsonCodec, mediaType } from './protocol.js';
 import { queryHeaders } from './query-server.js';
+import { RetryBudget } from './retry-budget.js';
+
+/** Size of the client's retry budget and what each answered request gives back (gRPC's defaults). */
+const DEFAULT_RETRY_TOKENS = 100;
+const DEFAULT_TOKEN_RATIO = 0.1;
 
 const optionsSchema = z.strictObject({
   connection: z.custom<NatsConnection>(
@@ -55,6 +60,15 @@ const optionsSchema = z.strictObject({
   retries: z.number().int().min(0).max(100).default(3),
   backoffMs: z.number().int().min(0).default(100),
   maxBackoffMs: z.number().int().min(0).default(2_000),
+  retryBudget: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        maxTokens: z.number().int().min(2).max(1_000_000).default(DEFAULT_RETRY_TOKENS),
+        tokenRatio: z.number().positive().max(1).default(DEFAULT_TOKEN_RATIO),
+      }),
+    ])
+    .prefault({}),
   codec: z
     .custom<Codec>((value) => typeof (value as Codec | undefined)?.encode === 'function', {
       message: 'expected a Codec { contentType, encode, decode }',
@@ -94,6 +108,15 @@ export interface ClientOptions {
   backoffMs?: number;
   /** Longest wait between tries, in milliseconds. Default 2000. */
   maxBackoffMs?: number;
+  /**
+   * Retry throttling shared by every command of this client (gRPC's `retryThrottling`): a bucket
+   * of `maxTokens` (default 100); each failed try that could be retried takes one, each answered
+   * request gives back `tokenRatio` (default 0.1), and a failed try is retried only while more
+   * than half of the bucket is left. So when most requests fail (nodes refusing with `OVERLOADED`,
+   * or none answering) retries stop adding load, and the errors reach the callers at once;
+   * otherwise every command gets its `retries`. `false` retries every command regardless.
+   */
+  retryBudget?: { maxTokens?: number; tokenRatio?: number } | false;
   /** Codec of requests and replies; default msgpack. Replies in JSON are read too. */
   codec?: Codec;
   /**
@@ -175,6 +198,7 @@ export class JetactorClient {
   readonly #clock: Clock;
   readonly #newId: () => string;
   readonly #pipeline: ReplyPipeline;
+  readonly #budget: RetryBudget | undefined;
 
   /** Checks the options; a `ConfigError` names each wrong one. */
   constructor(options: ClientOptions) {
@@ -191,6 +215,9 @@ export class JetactorClient {
     this.#clock = parsed.data.clock ?? systemClock;
     this.#newId = parsed.data.newId ?? randomCommandId;
     this.#pipeline = new ReplyPipeline(this.#nc, this.#clock, parsed.data.timeoutMs);
+    const budget = parsed.data.retryBudget;
+    this.#budget =
+      budget === false ? undefined : new RetryBudget(budget.maxTokens, budget.tokenRatio);
   }
 
   /** The subject prefix. */
@@ -462,6 +489,7 @@ export class JetactorClient {
         } catch (caught) {
           return this.#retry(subject, payload, h, commandId, send, caught).then(finish);
         }
+        this.#budget?.answered();
         return finish(body);
       },
       (caught: unknown) => this.#retry(subject, payload, h, commandId, send, caught).then(finish),
@@ -481,18 +509,26 @@ export class JetactorClient {
     let caught = first;
     for (let attempt = 1; ; attempt++) {
       const error = this.#translate(caught, subject, attempt, commandId);
-      const retry =
+      const retryable =
         error.retryable &&
         error.code !== 'INVALID_REPLY' &&
         error.code !== 'REQUEST_FAILED' &&
         error.code !== 'PROJECTION_BEHIND';
-      if (!retry || attempt > retries) throw error;
+      if (!retryable) {
+        this.#budget?.answered();
+        throw error;
+      }
+      // Every failed try takes from the budget, the last one too.
+      const allowed = this.#budget === undefined || this.#budget.failed();
+      if (!allowed || attempt > retries) throw error;
       await this.#sleep(this.#delay(attempt, error));
       try {
         const msg = await (send === undefined
           ? this.#pipeline.request(subject, payload, h)
           : send());
-        return this.#read(msg, subject);
+        const body = this.#read(msg, subject);
+        this.#budget?.answered();
+        return body;
       } catch (next) {
         caught = next;
       }

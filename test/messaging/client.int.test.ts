@@ -163,6 +163,15 @@ describe('the client', () => {
   it('validates its options', () => {
     expect(() => createClient({ connection: nc, prefix: 'a.b' })).toThrow(ConfigError);
     expect(() => createClient({ connection: nc, retries: -1 })).toThrow(/retries/);
+    expect(() => createClient({ connection: nc, retryBudget: { maxTokens: 1 } })).toThrow(
+      /retryBudget\.maxTokens/,
+    );
+    expect(() => createClient({ connection: nc, retryBudget: { tokenRatio: 0 } })).toThrow(
+      /retryBudget\.tokenRatio/,
+    );
+    expect(() => createClient({ connection: nc, retryBudget: true as unknown as false })).toThrow(
+      ConfigError,
+    );
   });
 });
 
@@ -261,6 +270,86 @@ describe('the client when replies go missing', () => {
     expect(result.version).toBe(1);
     expect(new Set(stub.seen.map((s) => s.commandId)).size).toBe(1);
     expect(stub.seen).toHaveLength(3);
+    stub.close();
+    client.close();
+  });
+
+  it('stops retrying once most tries fail (its retry budget), so a refusing node is not sent every request again', async () => {
+    const front = uniqueName('f');
+    const overloaded = new TextEncoder().encode(
+      JSON.stringify({ error: { code: 'OVERLOADED', message: 'busy', kind: 'infrastructure' } }),
+    );
+    const stub = proxy(front, () => overloaded);
+    const client = createClient({
+      connection: nc,
+      prefix: front,
+      retries: 3,
+      backoffMs: 1,
+      retryBudget: { maxTokens: 10 },
+    });
+    const errors = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        rejectionOf(client.aggregate(Account, `storm-${i}`, 'bank').open({ owner: 'ann' })),
+      ),
+    );
+    // Every caller gets the node's error; of the 40 × 3 retries, only those made while more than
+    // half of the 10 tokens were left were sent: 4 (tokens 9, 8, 7, 6), then none.
+    expect(errors.every((error) => error.code === 'OVERLOADED')).toBe(true);
+    expect(stub.seen).toHaveLength(40 + 4);
+    stub.close();
+    client.close();
+  });
+
+  it('retries every failed try without a retry budget (retryBudget: false)', async () => {
+    const front = uniqueName('f');
+    const overloaded = new TextEncoder().encode(
+      JSON.stringify({ error: { code: 'OVERLOADED', message: 'busy', kind: 'infrastructure' } }),
+    );
+    const stub = proxy(front, () => overloaded);
+    const client = createClient({
+      connection: nc,
+      prefix: front,
+      retries: 3,
+      backoffMs: 1,
+      retryBudget: false,
+    });
+    const errors = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        rejectionOf(client.aggregate(Account, `unbudgeted-${i}`, 'bank').open({ owner: 'ann' })),
+      ),
+    );
+    expect(errors.every((error) => error.code === 'OVERLOADED')).toBe(true);
+    expect(stub.seen).toHaveLength(10 * 4);
+    stub.close();
+    client.close();
+  });
+
+  it('earns retries back with answered requests', async () => {
+    const front = uniqueName('f');
+    const overloaded = new TextEncoder().encode(
+      JSON.stringify({ error: { code: 'OVERLOADED', message: 'busy', kind: 'infrastructure' } }),
+    );
+    // Refuses requests 1–4 and 13, passes the others on to the node.
+    const stub = proxy(front, (attempt) => (attempt <= 4 || attempt === 13 ? overloaded : 'pass'));
+    const client = createClient({
+      connection: nc,
+      prefix: front,
+      retries: 1,
+      backoffMs: 1,
+      retryBudget: { maxTokens: 4, tokenRatio: 0.5 },
+    });
+    const open = (id: string) => client.aggregate(Account, id, 'bank').open({ owner: 'ann' });
+    // Tokens 4 → 3: retried (3 > 2), the retry fails too (→ 2); then 2 → 1 and 1 → 0: not retried.
+    for (const id of ['earn-1', 'earn-2', 'earn-3']) {
+      expect((await rejectionOf(open(id))).code).toBe('OVERLOADED');
+    }
+    expect(stub.seen).toHaveLength(4);
+    // Eight answered commands give back 8 × 0.5 tokens: 0 → 4.
+    for (let i = 0; i < 8; i++) await open(`earned-${i}`);
+    expect(stub.seen).toHaveLength(12);
+    // Request 13 is refused and retried again (4 → 3 > 2), and its retry is answered.
+    expect((await open('earn-again')).version).toBe(1);
+    expect(stub.seen).toHaveLength(14);
     stub.close();
     client.close();
   });
