@@ -8,6 +8,9 @@
  *
  *   node dist/bench/floor-responder.js <nats url>
  *
+ * Requests on `rfloor-open.<account>` make the account's state in memory (nothing appended) and
+ * are answered empty, so the timed deposits find it made, as jetactor's find their actors.
+ *
  * Prints `ready` on stdout once it is subscribed.
  */
 import { connect } from '@nats-io/transport-node';
@@ -18,6 +21,7 @@ import { FloorAccounts } from './contenders/floor.js';
 import { disablePretenuring } from '../runtime/pretenuring.js';
 
 const utf8 = new TextDecoder();
+const NO_BODY = new Uint8Array(0);
 
 async function main(): Promise<void> {
   // As the node processes collect (`jetactor` turns it off for itself).
@@ -47,6 +51,15 @@ async function main(): Promise<void> {
         (failure: unknown) =>
           publish(reply, codec.encode({ error: String(failure) }), undefined, undefined),
       );
+    },
+  });
+  // Opens: the account's state made in memory (nothing appended), answered empty.
+  nc.subscribe('rfloor-open.>', {
+    queue: 'rfloor',
+    callback: (error, request) => {
+      if (error !== null || request.reply === undefined) return;
+      accounts.open(request.subject.slice('rfloor-open.'.length));
+      publish(request.reply, NO_BODY, undefined, undefined);
     },
   });
   await nc.flush();

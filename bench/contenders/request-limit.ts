@@ -16,6 +16,7 @@ import {
 } from '../bench-server.js';
 import type { BankContender } from '../contender.js';
 import type { WatchedProcess } from '../process-cpu.js';
+import { forEachLimited } from '../load.js';
 import { forget } from './limit.js';
 
 const responderScript = fileURLToPath(new URL('../request-limit-responder.js', import.meta.url));
@@ -23,12 +24,15 @@ const floorResponderScript = fileURLToPath(new URL('../floor-responder.js', impo
 
 /** A deposit's input as the typed client sends it, in JSON: the request body of every command. */
 const requestBody = new TextEncoder().encode(JSON.stringify({ amount: 100 }));
+const NO_BODY = new Uint8Array(0);
 
 interface Waiting {
   resolve: (reply: unknown) => void;
   reject: (error: Error) => void;
   /** The account the request is for. */
   account: string;
+  /** An open (answered with an empty reply), not a deposit. */
+  open?: true;
 }
 
 /** Who answers the requests, and how this process reads the replies. */
@@ -38,6 +42,11 @@ interface Responder {
   prefix: string;
   /** What the reply to a request for `account` becomes here. */
   read: (msg: Msg, account: string) => unknown;
+  /**
+   * Subject prefix of the opens, `<openPrefix><account>`, when the responder keeps accounts and
+   * should make them before the timed runs (as the other contenders open theirs).
+   */
+  openPrefix?: string;
 }
 
 /**
@@ -56,6 +65,7 @@ export class RequestLimitContender implements BankContender {
   readonly #responder: ChildProcess;
   readonly #prefix: string;
   readonly #read: (msg: Msg, account: string) => unknown;
+  readonly #openPrefix: string | undefined;
   readonly #inbox = createInbox();
   readonly #waiting = new SequenceSlots<Waiting>();
 
@@ -66,6 +76,7 @@ export class RequestLimitContender implements BankContender {
     this.#responder = responder.child;
     this.#prefix = responder.prefix;
     this.#read = responder.read;
+    this.#openPrefix = responder.openPrefix;
     poolProtocolLines(this.#nc);
     leanMessageArgs(this.#nc);
     this.#publish = directPublish(this.#nc);
@@ -79,6 +90,8 @@ export class RequestLimitContender implements BankContender {
         forget(waiting);
         if (msg.headers?.hasError) {
           reject(new Error(`no reply: ${msg.headers.code} ${msg.headers.description}`));
+        } else if (waiting.open === true) {
+          resolve(undefined);
         } else {
           let reply: unknown;
           try {
@@ -111,6 +124,7 @@ export class RequestLimitContender implements BankContender {
     const codec = new MsgpackCodec();
     return RequestLimitContender.#launch(name, 'floor', floorResponderScript, [], {
       prefix: 'rfloor.',
+      openPrefix: 'rfloor-open.',
       read: (msg, account) => {
         const reply = codec.decode(msg.data) as { error?: string };
         if (reply.error !== undefined) throw new Error(reply.error);
@@ -141,9 +155,22 @@ export class RequestLimitContender implements BankContender {
     }
   }
 
-  /** Nothing to open: the limit has no domain. */
-  open(): Promise<void> {
-    return Promise.resolve();
+  /**
+   * The limit has nothing to open (no domain). The floor's responder makes each account's state
+   * in memory, nothing appended, so its first timed deposits do not pay for that.
+   */
+  async open(ids: readonly string[], concurrency: number): Promise<void> {
+    const prefix = this.#openPrefix;
+    if (prefix === undefined) return;
+    await forEachLimited(
+      ids,
+      concurrency,
+      (id) =>
+        new Promise<unknown>((resolve, reject) => {
+          const requestId = this.#waiting.add({ resolve, reject, account: id, open: true });
+          this.#publish(`${prefix}${id}`, NO_BODY, `${this.#inbox}.${requestId}`, undefined);
+        }),
+    );
   }
 
   deposit(id: string): Promise<unknown> {
