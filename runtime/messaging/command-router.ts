@@ -30,7 +30,6 @@ import { headerLines, headerValue, lowerCaseKey, type HeaderLines } from '../nat
 import { poolProtocolLines } from '../nats/pooled-protocol-lines.js';
 import { leanMessageArgs } from '../nats/lean-message-args.js';
 import { directPublish, type DirectPublish } from '../nats/direct-publish.js';
-import { EncodedHeaders } from '../nats/encoded-headers.js';
 import { ReplyPipeline, ReplyTimeoutError } from '../nats/reply-pipeline.js';
 import { COMPACT_REPLY, toCompactResult, writeCompactResult } from './compact-result.js';
 import {
@@ -833,11 +832,7 @@ export class CommandRouter {
       );
       reply = {
         data: Uint8Array.from(codec.encode({ error: error.toJSON() })),
-        headers: new EncodedHeaders([
-          [commandHeaders.contentType, codec.contentType],
-          [commandHeaders.status, 'error'],
-          [commandHeaders.errorCode, error.code],
-        ]),
+        headers: replyHeaders(codec, 'error', error.code),
         lastError: `${error.code}: ${error.message}`,
       };
       this.#overloadedReplies.set(codec, reply);

@@ -1,4 +1,4 @@
-import { headers, type Msg, type MsgHdrs } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs } from '@nats-io/transport-node';
 import type { Codec } from '../codec/codec.js';
 import { JsonCodec } from '../codec/json-codec.js';
 import type { ErrorJSON } from '../errors.js';
@@ -115,29 +115,29 @@ export function mediaType(value: string): string {
   return media;
 }
 
-/** Headers of `ok` replies by content type, encoded once: the same for every reply. */
-const okReplyHeaders = new Map<string, MsgHdrs>();
+/** Reply headers by content type, status and error code, encoded once: the same for every reply. */
+const sharedReplyHeaders = new Map<string, MsgHdrs>();
 
 /**
- * Headers of a reply in `codec`'s format. Those of `ok` replies are one shared object per
- * content type, encoded once: publish them, do not change them.
+ * Headers of a reply in `codec`'s format: one shared object per content type, status and error
+ * code, encoded once (codes come from the runtime and the domains, so a few hundred are kept at
+ * most). Publish them, do not change them.
  */
 export function replyHeaders(codec: Codec, status: ReplyStatus, code?: string): MsgHdrs {
-  if (status === 'ok' && code === undefined) {
-    let h = okReplyHeaders.get(codec.contentType);
-    if (h === undefined) {
-      h = new EncodedHeaders([
-        [commandHeaders.contentType, codec.contentType],
-        [commandHeaders.status, status],
-      ]);
-      okReplyHeaders.set(codec.contentType, h);
-    }
-    return h;
+  const key =
+    code === undefined
+      ? `${codec.contentType} ${status}`
+      : `${codec.contentType} ${status} ${code}`;
+  let h = sharedReplyHeaders.get(key);
+  if (h === undefined) {
+    const entries: [string, string][] = [
+      [commandHeaders.contentType, codec.contentType],
+      [commandHeaders.status, status],
+    ];
+    if (code !== undefined) entries.push([commandHeaders.errorCode, code]);
+    h = new EncodedHeaders(entries);
+    if (sharedReplyHeaders.size < 256) sharedReplyHeaders.set(key, h);
   }
-  const h = headers();
-  h.set(commandHeaders.contentType, codec.contentType);
-  h.set(commandHeaders.status, status);
-  if (code !== undefined) h.set(commandHeaders.errorCode, code);
   return h;
 }
 
